@@ -1,0 +1,77 @@
+"""The batch a GRPO update consumes: `RolloutBatch`.
+
+Plain data, no torch: the orchestrator (Ray driver process) builds it from scored rollout
+groups and sends it to the learner actor(s), which turn it into padded tensors.
+
+Rows are completions. A batch of B prompts with G samples each has B*G rows, groups being
+consecutive runs of G rows (row i belongs to prompt i // G), the same layout
+`policy.grpo.group_advantages` expects. Advantages are computed by the caller (with
+`group_advantages` on the rewards) so the learner never needs rewards or the reward service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RolloutBatch:
+    """One GRPO batch of B*G completions (one row per completion).
+
+    Fields (all lists have one entry per row, in the same order):
+    - prompt_token_ids: the chat-formatted prompt's token ids, repeated for each of its G rows.
+    - completion_token_ids: the sampled token ids, EOS included when the sampler emitted it
+      (the EOS token is trained on; a completion cut at the length limit simply has no EOS).
+    - advantages: one float per row, (r - mean_g) / (std_g + eps) of its group.
+    - sampler_logprobs: per completion token, the logprob the sampler (vLLM) assigned to the
+      token it drew; same length as completion_token_ids. Only used for the mismatch metric.
+    - completion_ids: the completion's string id (e.g. "<prompt_id>/<k>"), carried so that
+      nothing is matched by position alone; echoed in errors.
+    - policy_version: the learner version whose weights sampled this batch.
+    """
+
+    prompt_token_ids: list[list[int]]
+    completion_token_ids: list[list[int]]
+    advantages: list[float]
+    sampler_logprobs: list[list[float]]
+    completion_ids: list[str]
+    policy_version: int
+
+    def __len__(self) -> int:
+        return len(self.completion_token_ids)
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return sum(len(c) for c in self.completion_token_ids)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when the rows do not line up."""
+        n = len(self.completion_token_ids)
+        for name in ("prompt_token_ids", "advantages", "sampler_logprobs", "completion_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"RolloutBatch.{name} has {len(getattr(self, name))} rows, expected {n}")
+        for i, (toks, lps) in enumerate(zip(self.completion_token_ids, self.sampler_logprobs, strict=True)):
+            if len(toks) != len(lps):
+                raise ValueError(
+                    f"RolloutBatch.sampler_logprobs[{i}] (completion {self.completion_ids[i]!r}) has "
+                    f"{len(lps)} entries for {len(toks)} completion tokens"
+                )
+            if not self.prompt_token_ids[i]:
+                raise ValueError(f"RolloutBatch.prompt_token_ids[{i}] is empty")
+
+    def select(self, rows: list[int]) -> RolloutBatch:
+        """The sub-batch of the given rows (used to shard a batch over data-parallel learners)."""
+        return RolloutBatch(
+            prompt_token_ids=[self.prompt_token_ids[i] for i in rows],
+            completion_token_ids=[self.completion_token_ids[i] for i in rows],
+            advantages=[float(self.advantages[i]) for i in rows],
+            sampler_logprobs=[self.sampler_logprobs[i] for i in rows],
+            completion_ids=[self.completion_ids[i] for i in rows],
+            policy_version=self.policy_version,
+        )
+
+    def shard(self, rank: int, world_size: int) -> RolloutBatch:
+        """Contiguous shard `rank` of `world_size` (sizes differ by at most one row)."""
+        n = len(self)
+        start, stop = rank * n // world_size, (rank + 1) * n // world_size
+        return self.select(list(range(start, stop)))
