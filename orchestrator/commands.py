@@ -38,7 +38,11 @@ def _models_prepare(args: argparse.Namespace) -> int:
     if args.only in (None, "erv"):
         from reward_service.embedded import prepare_erv
 
-        print(f"ERV ready at {prepare_erv(args.cache_dir)}")
+        from reward_service.examples import format_scores, score_examples
+
+        erv_dir = prepare_erv(args.cache_dir)
+        print(f"ERV ready at {erv_dir}; example completions scored end to end:")
+        print(format_scores(score_examples(erv_dir)))
     if args.only in (None, "policy"):
         from policy.embedded import prepare_policy
 
