@@ -1,0 +1,151 @@
+"""GRPO math: values worked out by hand on 2x3 tensors, finite-difference gradients, sharding."""
+
+import math
+
+import pytest
+import torch
+
+from policy.grpo import group_advantages, grpo_loss, kl_k3, token_logprobs
+
+
+def test_group_advantages_by_hand():
+    # group 1: mean 2, unbiased std sqrt((1 + 0 + 1) / 2) = 1; group 2: all equal -> zeros
+    adv = group_advantages(torch.tensor([1.0, 2.0, 3.0, 5.0, 5.0, 5.0]), group_size=3)
+    s = 1 / (1 + 1e-4)
+    torch.testing.assert_close(adv, torch.tensor([-s, 0.0, s, 0.0, 0.0, 0.0]))
+
+
+def test_group_advantages_groups_are_consecutive_and_unbiased():
+    # G=2: [0, 4] -> mean 2, unbiased std sqrt(8) -> -+2/sqrt(8); [3, 1] -> mean 2, std sqrt(2) -> +-1/sqrt(2)
+    adv = group_advantages(torch.tensor([0.0, 4.0, 3.0, 1.0]), group_size=2, eps=0.0)
+    v = 2 / math.sqrt(8)
+    torch.testing.assert_close(adv, torch.tensor([-v, v, 1 / math.sqrt(2), -1 / math.sqrt(2)]))
+
+
+def test_group_advantages_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="group_size"):
+        group_advantages(torch.zeros(4), group_size=1)
+    with pytest.raises(ValueError, match="shape"):
+        group_advantages(torch.zeros(5), group_size=2)
+
+
+def test_kl_k3_by_hand():
+    logp = torch.zeros(2, 3)
+    ref = torch.tensor([[0.0, 1.0, -1.0], [math.log(2), 0.0, 2.0]])
+    expected = torch.tensor(
+        [[0.0, math.e - 2, math.exp(-1)], [2 - math.log(2) - 1, 0.0, math.exp(2) - 3]]
+    )  # exp(d) - d - 1
+    torch.testing.assert_close(kl_k3(logp, ref), expected)
+
+
+def test_token_logprobs_by_hand():
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])  # (1, 2, V=2)
+    got = token_logprobs(logits, torch.tensor([[1, 0]]))
+    torch.testing.assert_close(got, torch.tensor([[math.log(0.5), math.log(0.75)]]))
+
+
+def _hand_case():
+    # ratios row 0: 1.5, 1.1, 0.5; row 1: 1.5, 0.7, (2.0 masked); advantages 1, -2; eps 0.2
+    old = torch.zeros(2, 3, dtype=torch.float64)
+    logp = torch.log(torch.tensor([[1.5, 1.1, 0.5], [1.5, 0.7, 2.0]], dtype=torch.float64))
+    delta = torch.tensor([[0.0, 1.0, -1.0], [math.log(2), 0.0, 5.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    adv = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    return logp, old, logp + delta, adv, mask
+
+
+def test_grpo_loss_by_hand_sequence_mean_and_token_mean():
+    logp, old, ref, adv, mask = _hand_case()
+    # per-token surrogate min(r*A, clip(r)*A): row 0: 1.2, 1.1, 0.5; row 1: -3.0, -1.6
+    # per-token k3: row 0: 0, e-2, 1/e; row 1: 1-ln2, 0
+    k = [0.0, math.e - 2, math.exp(-1), 1 - math.log(2), 0.0]
+    row0 = [-(1.2 - 0.04 * k[0]), -(1.1 - 0.04 * k[1]), -(0.5 - 0.04 * k[2])]
+    row1 = [-(-3.0 - 0.04 * k[3]), -(-1.6 - 0.04 * k[4])]
+    seq_mean = (sum(row0) / 3 + sum(row1) / 2) / 2
+    tok_mean = (sum(row0) + sum(row1)) / 5
+    assert seq_mean == pytest.approx(0.693642937, abs=1e-8)
+    assert tok_mean == pytest.approx(0.371144113, abs=1e-8)
+
+    loss, metrics = grpo_loss(logp, old, ref, adv, mask, clip_eps=0.2, kl_coef=0.04)
+    assert loss.item() == pytest.approx(seq_mean, abs=1e-10)
+    loss_t, _ = grpo_loss(logp, old, ref, adv, mask, aggregation="token-mean")
+    assert loss_t.item() == pytest.approx(tok_mean, abs=1e-10)
+    # clipping is active for (row 0, r=1.5, A>0) and (row 1, r=0.7, A<0): 2 of 5 tokens
+    assert metrics["clip_fraction"].item() == pytest.approx(0.4)
+    assert metrics["ratio_mean"].item() == pytest.approx(5.3 / 5)
+    assert metrics["kl"].item() == pytest.approx(sum(k) / 5)
+    assert metrics["num_tokens"].item() == 5
+
+
+def test_one_update_per_batch_is_reference_trainer_loss():
+    # the reference trainer: per token -(exp(logp - logp.detach()) * A - beta * k3), sequence mean;
+    # its value is mean_seq(mean_tok(-A + beta * k3)) and the ratio still carries the gradient A
+    torch.manual_seed(0)
+    logp = (torch.randn(2, 3, dtype=torch.float64) - 2).requires_grad_()
+    ref = torch.randn(2, 3, dtype=torch.float64) - 2
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    adv = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    loss, metrics = grpo_loss(logp, logp.detach(), ref, adv, mask)
+    per_tok = -(torch.exp(logp - logp.detach()) * adv[:, None] - 0.04 * kl_k3(logp, ref)) * mask
+    expected = (per_tok.sum(1) / mask.sum(1)).mean()
+    torch.testing.assert_close(loss, expected)
+    assert metrics["ratio_mean"].item() == pytest.approx(1.0)
+    assert metrics["clip_fraction"].item() == 0.0
+    (g1,) = torch.autograd.grad(loss, logp)
+    (g2,) = torch.autograd.grad(expected, logp)
+    torch.testing.assert_close(g1, g2)
+    assert g1[1, 1] == 0 and g1[0, 0] != 0  # padding gets no gradient
+
+
+@pytest.mark.parametrize("aggregation", ["sequence-mean", "token-mean"])
+def test_grpo_loss_gradient_matches_finite_differences(aggregation):
+    torch.manual_seed(1)
+    old = torch.randn(3, 4, dtype=torch.float64) - 1
+    # ratios in (0.9, 1.1) and well inside/outside the clip range, away from its kinks
+    logp = (old + torch.tensor([[0.05, -0.05, 0.5, -0.5]] * 3, dtype=torch.float64)).requires_grad_()
+    ref = old + 0.3 * torch.randn(3, 4, dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]])
+
+    def f(x):
+        return grpo_loss(x, old, ref, adv, mask, aggregation=aggregation)[0]
+
+    assert torch.autograd.gradcheck(f, (logp,), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("aggregation", ["sequence-mean", "token-mean"])
+def test_sharded_loss_equals_global(aggregation):
+    torch.manual_seed(2)
+    n, t = 6, 5
+    old = torch.randn(n, t, dtype=torch.float64) - 1
+    logp = (old + 0.3 * torch.randn(n, t, dtype=torch.float64)).requires_grad_()
+    ref = old + 0.2 * torch.randn(n, t, dtype=torch.float64)
+    adv = torch.randn(n, dtype=torch.float64)
+    mask = (torch.rand(n, t) > 0.3).long()
+    mask[:, 0] = 1
+    full, _ = grpo_loss(logp, old, ref, adv, mask, aggregation=aggregation)
+    (g_full,) = torch.autograd.grad(full, logp)
+
+    total_tokens = int(mask.sum())
+    parts = []
+    for rows in (slice(0, 2), slice(2, 6)):
+        part, _ = grpo_loss(
+            logp[rows],
+            old[rows],
+            ref[rows],
+            adv[rows],
+            mask[rows],
+            aggregation=aggregation,
+            num_sequences=n,
+            num_tokens=total_tokens,
+        )
+        parts.append(part)
+    torch.testing.assert_close(parts[0] + parts[1], full)
+    (g_parts,) = torch.autograd.grad(parts[0] + parts[1], logp)
+    torch.testing.assert_close(g_parts, g_full)
+
+
+def test_unknown_aggregation_is_rejected():
+    z = torch.zeros(1, 1)
+    with pytest.raises(ValueError, match="aggregation"):
+        grpo_loss(z, z, z, torch.zeros(1), z, aggregation="sum")
