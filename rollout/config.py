@@ -1,0 +1,58 @@
+"""Typed configuration of the rollout workers (vLLM engines); composed by orchestrator/config.py.
+
+Pure data: imported by the orchestrator process and by every rollout actor.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# vLLM on a CPU-only host (ENVIRONMENT.md): in-process engine core, thread binding, a small KV cache.
+CPU_VLLM_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+    "OMP_NUM_THREADS": "2",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}
+
+
+class RolloutConfig(BaseModel):
+    """How many vLLM rollout workers run, where, and how they sample."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_workers: int = Field(1, ge=1, description="number of rollout workers (one vLLM engine each)")
+    group_size: int = Field(16, ge=2, description="G: completions sampled per prompt (the GRPO group)")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature during training rollouts")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling threshold")
+    max_tokens: int = Field(512, ge=1, description="maximum completion length in tokens")
+    max_model_len: int = Field(1024, ge=32, description="vLLM context length (prompt + completion)")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="engine weight dtype (float32 on CPU)"
+    )
+    enforce_eager: bool = Field(True, description="disable CUDA graphs / compilation (required on CPU)")
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of accelerator memory vLLM may take (ignored on CPU)"
+    )
+    num_cpus_per_worker: float = Field(1.0, gt=0.0, description="Ray CPUs reserved per rollout worker")
+    num_gpus_per_worker: float = Field(0.0, ge=0.0, description="Ray GPUs reserved per rollout worker")
+    kv_cache_gib: int = Field(1, ge=1, description="CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
+    cpu_threads_bind: str = Field("0-1", description="cores the CPU engine binds its OMP threads to")
+    reward_deadline_s: float = Field(60.0, gt=0.0, description="deadline of one reward call for one group")
+    reward_tls_ca: str | None = Field(
+        None, description="PEM file of the CA that signed the reward service cert"
+    )
+    reward_token_file: str | None = Field(
+        None, description="file holding the bearer token of the reward service"
+    )
+
+    def engine_env(self) -> dict[str, str]:
+        """Environment a rollout process needs before vLLM is imported (CPU settings when no GPU)."""
+        if self.num_gpus_per_worker > 0:
+            return {}
+        env = dict(CPU_VLLM_ENV)
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_threads_bind
+        return env

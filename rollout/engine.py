@@ -1,0 +1,137 @@
+"""Thin wrapper over a vLLM engine: chat-templated sampling with per-token logprobs, in-place weight reload.
+
+Runs inside a rollout worker process (a Ray actor, or the `erv-grpo eval`/`bench` process).
+This is the only module of the project that imports vllm; there is no fallback engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Prompt = str | list[dict]  # plain user text, or chat messages [{"role": ..., "content": ...}]
+
+
+@dataclass
+class SampledCompletion:
+    """One sampled completion: what the learner needs (token ids, sampling logprobs) and what the reward reads."""
+
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]  # (T,) logprob of each sampled token under the sampling policy
+    finish_reason: str  # "stop" (EOS / stop string) or "length"
+
+
+@dataclass
+class PromptSamples:
+    """All n completions sampled for one prompt, with the chat-templated prompt token ids."""
+
+    prompt_token_ids: list[int]
+    completions: list[SampledCompletion]
+
+
+class VllmEngine:
+    """One in-process vLLM engine over a Hugging Face model folder; records the policy version it holds."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str = "float32",
+        max_model_len: int = 1024,
+        enforce_eager: bool = True,
+        gpu_memory_utilization: float = 0.5,
+        seed: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        # vLLM reads its CPU settings from the environment at import/start time.
+        for key, value in (env or {}).items():
+            os.environ.setdefault(key, value)
+        from vllm import LLM
+
+        self.model_path = str(model_path)
+        self.max_model_len = max_model_len
+        self.llm = LLM(
+            model=self.model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.version = 0
+        self._next_request = 0
+
+    def prompt_token_ids(self, prompt: Prompt) -> list[int]:
+        """Apply the model's chat template (with the assistant turn opened) and tokenize."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def iter_generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int,
+        temperature: float,
+        top_p: float = 1.0,
+        max_tokens: int = 512,
+        seeds: Sequence[int | None] | None = None,
+    ) -> Iterator[tuple[int, PromptSamples]]:
+        """Sample n completions per prompt; yield (prompt index, samples) as soon as each prompt's group is done."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        index_of: dict[str, int] = {}
+        for i, prompt in enumerate(prompts):
+            ids = self.prompt_token_ids(prompt)
+            if len(ids) >= self.max_model_len:
+                raise ValueError(f"prompt {i} has {len(ids)} tokens, max_model_len is {self.max_model_len}")
+            params = SamplingParams(
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=min(max_tokens, self.max_model_len - len(ids)),
+                logprobs=0,  # logprob of the sampled token only
+                seed=seeds[i],
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
+            request_id = f"r{self._next_request}"
+            self._next_request += 1
+            index_of[request_id] = i
+            engine.add_request(request_id, {"prompt_token_ids": ids}, params)
+        # Drive the engine ourselves (instead of LLM.generate) so finished groups leave while others decode.
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if output.finished and output.request_id in index_of:
+                    yield index_of.pop(output.request_id), _to_samples(output)
+
+    def generate(self, prompts: Sequence[Prompt], **kwargs) -> list[PromptSamples]:
+        """Like iter_generate, but return all groups in prompt order."""
+        results: list[PromptSamples | None] = [None] * len(prompts)
+        for i, samples in self.iter_generate(prompts, **kwargs):
+            results[i] = samples
+        return results  # type: ignore[return-value]
+
+    def load_weights(self, version: int, buckets: Iterable[Iterable[tuple[str, object]]]) -> None:
+        """Replace the engine's weights in place (no restart) with the learner's buckets and record the version."""
+        weights = [(name, tensor) for bucket in buckets for name, tensor in bucket]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # Cached prefixes were computed with the old weights.
+        self.llm.reset_prefix_cache()
+        self.version = version
+
+
+def _to_samples(output) -> PromptSamples:
+    completions = []
+    for c in output.outputs:
+        token_ids = list(c.token_ids)
+        # logprobs=0 gives one dict per position holding the sampled token (plus nothing else).
+        logprobs = [float(step[tok].logprob) for tok, step in zip(token_ids, c.logprobs, strict=True)]
+        completions.append(SampledCompletion(token_ids, c.text, logprobs, str(c.finish_reason)))
+    return PromptSamples(list(output.prompt_token_ids), completions)
