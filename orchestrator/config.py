@@ -1,0 +1,179 @@
+"""The training job's typed configuration (`TrainConfig`), composed from each package's config.
+
+Runs in the orchestrator (driver) process. YAML files in configs/ hold these fields; the CLI
+applies dotted overrides (`rollout.num_workers=2`) on top. Any unknown key or bad value stops
+the job at start with one line naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policy.config import LearnerConfig
+from rollout.config import RolloutConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunConfig(_Strict):
+    name: str = Field("run", description="run name; the run folder is output_dir/name")
+    output_dir: str = Field("runs", description="parent folder of run folders")
+    steps: int = Field(10, ge=1, description="GRPO steps (one learner update each)")
+    prompts_per_step: int = Field(
+        2, ge=1, description="B: prompts per step; the batch has B * group_size rows"
+    )
+    seed: int = Field(0, description="seed of prompt order and of every sampling request")
+    checkpoint_every: int = Field(5, ge=0, description="save a checkpoint every N steps (0: only at the end)")
+    weight_bucket_mb: int = Field(
+        256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
+    )
+    progress: bool = Field(True, description="show a progress bar on stderr")
+
+
+class DataConfig(_Strict):
+    train_file: str = Field("data/prompts/train.jsonl", description="JSONL prompts used for training")
+    test_file: str = Field("data/prompts/test.jsonl", description="JSONL prompts used by eval")
+    shuffle: bool = Field(True, description="reshuffle the train prompts every epoch (seeded by run.seed)")
+
+
+class RayConfig(_Strict):
+    address: str | None = Field(
+        None, description="join this Ray cluster (e.g. 'auto', 'ray://head:10001'); None: start a local one"
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray instance (None: all)")
+    learner_num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved for the learner actor")
+    learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved for the learner actor")
+
+
+class RewardConfig(_Strict):
+    address: str | None = Field(
+        None, description="host:port of a running reward service; None: start one as a subprocess on loopback"
+    )
+    model_dir: str | None = Field(
+        None, description="ERV folder for the reward subprocess (needed when address is None)"
+    )
+    grpc_port: int = Field(
+        50051, ge=0, le=65535, description="gRPC port of the reward subprocess (0: a free port)"
+    )
+    http_port: int = Field(
+        8000, ge=0, le=65535, description="HTTP port of the reward subprocess (0: a free port)"
+    )
+    service_config: str | None = Field(
+        None, description="YAML RewardServiceConfig passed to the subprocess as --config"
+    )
+    num_threads: int | None = Field(None, ge=1, description="ONNX Runtime threads of the reward subprocess")
+    token_file: str | None = Field(None, description="bearer token file for the reward service")
+    tls_ca: str | None = Field(None, description="CA certificate of a TLS reward service")
+    startup_timeout_s: float = Field(
+        120.0, gt=0, description="how long to wait for the subprocess's health SERVING"
+    )
+    pause_poll_s: float = Field(
+        2.0, gt=0, description="while the service is down, check its health this often"
+    )
+    max_pause_s: float = Field(
+        1800.0, gt=0, description="give up (exit with an error) after the service is down this long"
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_model_or_address(self) -> RewardConfig:
+        if self.address is None and self.model_dir is None:
+            raise ValueError(
+                "set reward.model_dir (to start the service) or reward.address (to use a running one)"
+            )
+        return self
+
+
+class DynamicSamplingConfig(_Strict):
+    enabled: bool = Field(
+        False, description="drop groups whose G rewards are all equal and sample replacement prompts"
+    )
+    max_extra_rounds: int = Field(
+        2, ge=0, description="bound on extra generation rounds per step for replacements"
+    )
+
+
+class EvalConfig(_Strict):
+    temperature: float = Field(0.3, gt=0, description="sampling temperature of eval generation (paper: 0.3)")
+    max_tokens: int = Field(512, ge=1, description="maximum completion tokens at eval (paper: 512)")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N test prompts")
+    judge: Literal["erv", "llm"] = Field(
+        "erv", description="who labels the explanation: the ERV, or an LLM behind judge_url"
+    )
+    judge_url: str | None = Field(None, description="OpenAI-compatible base URL of the LLM judge (…/v1)")
+    judge_model: str | None = Field(None, description="model name sent to the LLM judge")
+    labels: list[str] = Field(
+        ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"],
+        description="the dataset's label list (DFEW by default); the judge picks among these",
+    )
+
+
+class MetricsConfig(_Strict):
+    prometheus_port: int | None = Field(
+        9400, ge=0, le=65535, description="serve erv_grpo_* metrics here (None: off, 0: free port)"
+    )
+    tensorboard: bool = Field(True, description="write TensorBoard scalars into the run folder")
+
+
+class TrainConfig(_Strict):
+    """One training job: what each package needs plus how the orchestrator drives them."""
+
+    run: RunConfig = Field(default_factory=RunConfig, description="loop length, batch, seed, checkpoints")
+    data: DataConfig = Field(default_factory=DataConfig, description="prompt files")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster and placement")
+    reward: RewardConfig = Field(..., description="the ERV reward service")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="vLLM rollout workers")
+    learner: LearnerConfig = Field(
+        ..., description="the GRPO learner (its `model` is also the rollout policy)"
+    )
+    dynamic_sampling: DynamicSamplingConfig = Field(
+        default_factory=DynamicSamplingConfig, description="zero-signal groups"
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation settings")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="metric sinks")
+
+    def run_dir(self) -> Path:
+        return Path(self.run.output_dir) / self.run.name
+
+
+def apply_override(values: dict, override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, bools, null, lists)."""
+    if "=" not in override:
+        raise SystemExit(f"erv-grpo: error: override {override!r} is not of the form key.path=value")
+    path, raw = override.split("=", 1)
+    keys = path.strip().split(".")
+    node = values
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise SystemExit(f"erv-grpo: error: override {override!r}: {key} is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML config, apply dotted overrides, validate; user errors exit with one named line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"erv-grpo: error: config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"erv-grpo: error: {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise SystemExit(
+            f"erv-grpo: error: {path} must hold a mapping of sections (run, reward, learner, ...)"
+        )
+    for override in overrides:
+        apply_override(values, override)
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise SystemExit(f"erv-grpo: error: {path}: {where}: {first['msg']}") from None
