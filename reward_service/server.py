@@ -1,0 +1,173 @@
+"""Reward service process entry: gRPC (grpc.aio) and HTTP (uvicorn) on one asyncio event loop.
+
+Run as `erv-grpo reward serve ...` or `python -m reward_service.server ...` (same options).
+`RewardService` composes the pieces (model -> SentenceBatcher -> RewardScorer -> gRPC and HTTP
+adapters) and is also what tests start in-process. Lifecycle: NOT_SERVING until a real forward
+pass ran; on SIGTERM health flips to NOT_SERVING, new calls get UNAVAILABLE, in-flight work
+gets `drain_seconds` to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+import sys
+
+import uvicorn
+
+from reward_service.batcher import Classifier, SentenceBatcher
+from reward_service.config import RewardServiceConfig
+from reward_service.grpc_server import RewardServicer, ServiceState, build_grpc_server
+from reward_service.http_app import build_http_app
+from reward_service.metrics import RewardMetrics
+from reward_service.scorer import RewardScorer
+
+log = logging.getLogger("erv_grpo.reward")
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield  # signals belong to RewardService's drain logic, not to uvicorn
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class RewardService:
+    """One running reward service (gRPC + HTTP) around a classifier."""
+
+    def __init__(self, config: RewardServiceConfig, classifier: Classifier):
+        self.config = config
+        self.classifier = classifier
+        self.metrics = RewardMetrics()
+        self.metrics.model_info.labels(version=classifier.version).set(1)
+        self.state = ServiceState(self.metrics)
+        self.token = config.read_token()
+        self.batcher = SentenceBatcher(
+            classifier,
+            max_batch_tokens=config.max_batch_tokens,
+            max_wait_s=config.max_wait_ms / 1000,
+            max_queue_sentences=config.max_queue_sentences,
+            cache_size=config.sentence_cache_size,
+            retry_after_s=config.retry_after_ms / 1000,
+            metrics=self.metrics,
+        )
+        self.scorer = RewardScorer(
+            self.batcher,
+            max_completions=config.max_completions_per_request,
+            max_chars=config.max_completion_chars,
+            idempotency_size=config.idempotency_cache_size,
+            idempotency_ttl_s=config.idempotency_ttl_s,
+            metrics=self.metrics,
+        )
+        self.grpc_port = 0
+        self.http_port = 0
+        self._grpc = None
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task | None = None
+
+    @classmethod
+    def from_config(cls, config: RewardServiceConfig) -> RewardService:
+        from reward_service.erv import ErvModel  # onnxruntime is imported only where a model is served
+
+        return cls(
+            config, ErvModel.load(config.model_dir, num_threads=config.num_threads, device=config.device)
+        )
+
+    async def start(self) -> None:
+        """Bind and serve; health turns SERVING only after a real forward pass succeeded."""
+        await self.state.set_serving(False)
+        self.batcher.start()
+        servicer = RewardServicer(self.scorer, self.state, self.metrics, self.config.max_inflight_per_stream)
+        self._grpc, self.grpc_port = build_grpc_server(servicer, self.state, self.config, self.token)
+        await self._grpc.start()
+        await self._start_http()
+        await self.batcher.warmup()
+        await self.state.set_serving(True)
+        if self.config.ready_file is not None:
+            self.config.ready_file.write_text(f"{self.grpc_port} {self.http_port}\n")
+        log.info("reward service ready: model %s, gRPC %s:%d, HTTP %s:%d", self.classifier.version,
+                 self.config.host, self.grpc_port, self.config.host, self.http_port)  # fmt: skip
+
+    async def _start_http(self) -> None:
+        c = self.config
+        app = build_http_app(self.scorer, self.state, self.metrics, self.token)
+        tls = {}
+        if c.tls_cert is not None:
+            tls = {"ssl_certfile": str(c.tls_cert), "ssl_keyfile": str(c.tls_key)}
+            if c.tls_client_ca is not None:
+                tls.update(ssl_ca_certs=str(c.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        uv_config = uvicorn.Config(
+            app, host=c.host, port=c.http_port, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=int(c.drain_seconds) + 1, **tls,
+        )  # fmt: skip
+        sock = _bind(c.host, c.http_port)
+        self.http_port = sock.getsockname()[1]
+        self._http = _Uvicorn(uv_config)
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises the startup error
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new calls, let in-flight work finish within grace_s, stop."""
+        grace_s = self.config.drain_seconds if grace_s is None else grace_s
+        self.state.draining = True
+        await self.state.set_serving(False)
+        if self._grpc is not None:
+            await self._grpc.stop(grace_s)
+        if self._http is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http_task, grace_s + 2)
+        await self.batcher.stop()
+
+
+async def serve_until_signal(config: RewardServiceConfig) -> int:
+    service = RewardService.from_config(config)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"erv-grpo reward service: gRPC {config.host}:{service.grpc_port}, HTTP {config.host}:{service.http_port}, "
+          f"model {service.classifier.version}", flush=True)  # fmt: skip
+    await stop.wait()
+    log.info("draining (grace %.1f s)", config.drain_seconds)
+    await service.stop(config.drain_seconds)
+    print("erv-grpo reward service: drained, exiting", flush=True)
+    return 0
+
+
+def run_server(config: RewardServiceConfig) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(serve_until_signal(config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from reward_service.config import load_service_config
+    from reward_service.service_cli import add_serve_options
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reward_service.server", description="Run the ERV reward service."
+    )
+    add_serve_options(parser)
+    return run_server(load_service_config(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
