@@ -1,0 +1,226 @@
+"""RolloutWorker: samples G completions per prompt with vLLM and streams each finished group to the reward service.
+
+Plain class, testable without Ray or sockets (pass `engine` and `score_fn`); rollout/actor.py
+wraps it as a Ray actor, one per rollout process. Scoring overlaps generation: the reward
+calls run on an asyncio loop in a background thread while the engine keeps decoding.
+A reward failure is returned as an error, never turned into a made-up score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from rollout.config import RolloutConfig
+from rollout.engine import SampledCompletion
+
+
+@dataclass
+class RewardInput:
+    """What the reward service scores for one completion."""
+
+    id: str
+    text: str
+    ground_truth: str
+
+
+# (inputs, request_id) -> {completion_id: score with .explanation .format .answer .total .predicted}
+ScoreFn = Callable[[list[RewardInput], str], Awaitable[dict]]
+
+
+@dataclass
+class RolloutRequest:
+    """One prompt to roll out; `seed` makes its group reproducible (resume, retries)."""
+
+    prompt_id: str
+    prompt: str | list[dict]
+    ground_truth: str
+    seed: int
+
+
+@dataclass
+class RewardScore:
+    explanation: float
+    format: float
+    answer: float
+    total: float
+    predicted: str | None
+
+
+@dataclass
+class ScoredGroup:
+    """G completions of one prompt with their rewards, matched by completion id, tagged with the policy version."""
+
+    prompt_id: str
+    ground_truth: str
+    prompt_token_ids: list[int]
+    completion_ids: list[str]
+    completions: list[SampledCompletion]
+    rewards: list[RewardScore]
+    policy_version: int
+
+    @property
+    def totals(self) -> list[float]:
+        return [r.total for r in self.rewards]
+
+
+@dataclass
+class RolloutResult:
+    worker_id: int
+    groups: list[ScoredGroup] = field(default_factory=list)
+    error: str | None = None  # set when the reward service could not score; groups is then empty
+    generate_seconds: float = 0.0  # engine busy time
+    reward_wait_seconds: float = 0.0  # time after generation spent waiting for the last scores
+    completion_tokens: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.generate_seconds if self.generate_seconds > 0 else 0.0
+
+
+class RolloutWorker:
+    """One vLLM engine + a reward client; `rollout(requests)` returns scored groups."""
+
+    def __init__(
+        self,
+        worker_id: int,
+        model: str,
+        config: RolloutConfig,
+        reward_address: str | None = None,
+        *,
+        engine=None,
+        score_fn: ScoreFn | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.worker_id = worker_id
+        self.config = config
+        if engine is None:
+            from rollout.engine import VllmEngine
+
+            engine = VllmEngine(
+                model,
+                dtype=config.dtype,
+                max_model_len=config.max_model_len,
+                enforce_eager=config.enforce_eager,
+                gpu_memory_utilization=config.gpu_memory_utilization,
+                seed=seed,
+                env=config.engine_env(),
+            )
+        self.engine = engine
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="reward-client", daemon=True)
+        self._thread.start()
+        self._client = None
+        if score_fn is None:
+            if reward_address is None:
+                raise ValueError("RolloutWorker needs reward_address or score_fn")
+            self._client = self._call(self._make_client(reward_address))
+            score_fn = self._client_score
+        self._score_fn = score_fn
+
+    # -- reward client (lives on the background loop) ---------------------------------------------
+    async def _make_client(self, address: str):
+        from reward_service.client import RewardClient
+
+        token = None
+        if self.config.reward_token_file:
+            with open(self.config.reward_token_file) as f:
+                token = f.read().strip()
+        return RewardClient(address, token=token, tls_ca=self.config.reward_tls_ca)
+
+    async def _client_score(self, inputs: list[RewardInput], request_id: str) -> dict:
+        from reward_service.client import Completion
+
+        completions = [Completion(x.id, x.text, x.ground_truth) for x in inputs]
+        return await self._client.score(
+            completions, request_id=request_id, deadline_s=self.config.reward_deadline_s
+        )
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    # -- the work ---------------------------------------------------------------------------------
+    @property
+    def policy_version(self) -> int:
+        return self.engine.version
+
+    def load_weights(self, version: int, buckets) -> int:
+        """Update the engine in place to the learner's weights of `version`."""
+        self.engine.load_weights(version, buckets)
+        return self.engine.version
+
+    def generate(self, prompts: list, *, n: int, temperature: float, max_tokens: int, seeds=None) -> list:
+        """Plain sampling without rewards (evaluation)."""
+        return self.engine.generate(prompts, n=n, temperature=temperature, top_p=self.config.top_p,
+                                    max_tokens=max_tokens, seeds=seeds)  # fmt: skip
+
+    def rollout(self, requests: list[RolloutRequest], request_tag: str) -> RolloutResult:
+        """Sample G completions per request; send each group for scoring the moment it is finished."""
+        cfg = self.config
+        version = self.engine.version
+        result = RolloutResult(worker_id=self.worker_id)
+        pending: list[tuple[int, object, Future]] = []
+        start = time.perf_counter()
+        for i, samples in self.engine.iter_generate(
+            [r.prompt for r in requests],
+            n=cfg.group_size,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+            seeds=[r.seed for r in requests],
+        ):
+            req = requests[i]
+            ids = [f"{req.prompt_id}/{k}" for k in range(len(samples.completions))]
+            completions = [
+                RewardInput(cid, c.text, req.ground_truth)
+                for cid, c in zip(ids, samples.completions, strict=True)
+            ]
+            future = asyncio.run_coroutine_threadsafe(
+                self._score_fn(completions, f"{request_tag}/{req.prompt_id}"), self._loop
+            )
+            pending.append((i, samples, future))
+            result.completion_tokens += sum(len(c.token_ids) for c in samples.completions)
+        result.generate_seconds = time.perf_counter() - start
+
+        wait_start = time.perf_counter()
+        groups = []
+        for i, samples, future in pending:
+            req = requests[i]
+            try:
+                scores = future.result()
+            except Exception as err:  # RewardUnavailableError and friends: report, never invent a score
+                result.error = f"{type(err).__name__}: {err}"
+                continue
+            ids = [f"{req.prompt_id}/{k}" for k in range(len(samples.completions))]
+            missing = [cid for cid in ids if cid not in scores]
+            if missing:
+                result.error = f"reward service returned no score for {missing[:3]}"
+                continue
+            rewards = [_reward_score(scores[cid]) for cid in ids]
+            groups.append(ScoredGroup(req.prompt_id, req.ground_truth, samples.prompt_token_ids, ids,
+                                      samples.completions, rewards, version))  # fmt: skip
+        result.reward_wait_seconds = time.perf_counter() - wait_start
+        if result.error is None:
+            order = {r.prompt_id: k for k, r in enumerate(requests)}
+            result.groups = sorted(groups, key=lambda g: order[g.prompt_id])
+        return result
+
+    def close(self) -> None:
+        if self._client is not None and hasattr(self._client, "close"):
+            self._call(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def _reward_score(score) -> RewardScore:
+    return RewardScore(
+        explanation=float(score.explanation),
+        format=float(score.format),
+        answer=float(score.answer),
+        total=float(score.total),
+        predicted=getattr(score, "predicted", None),
+    )
