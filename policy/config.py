@@ -1,0 +1,103 @@
+"""Typed configs of the policy package: `LearnerConfig` (GRPO learner) and `SFTConfig` (cold start).
+
+Plain pydantic models, validated where they are built (the CLI, the orchestrator's composed
+config, a Ray actor's constructor). Defaults are the paper's (ERV_REWARD_SPEC.md) except
+where a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LearnerConfig(BaseModel):
+    """The GRPO learner: policy + frozen reference, AdamW, loss settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        ..., description="Policy to train: a local Hugging Face folder, or a hub id where a hub is reachable."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the learner runs; auto = the local CUDA device if there is one, else CPU."
+    )
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate (paper: 1e-6).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    max_grad_norm: float = Field(
+        1.0, gt=0, description="Clip the global gradient norm to this value before each optimizer step."
+    )
+    micro_batch_size: int = Field(
+        8,
+        ge=1,
+        description="Rows (completions) per forward/backward; gradients of all micro-batches of a batch "
+        "accumulate into one optimizer step (gradient accumulation bounds memory, not the batch).",
+    )
+    updates_per_batch: int = Field(
+        1,
+        ge=1,
+        description="Optimizer steps on each batch (GRPO's mu). With 1 the ratio is 1 and the loss is the "
+        "reference trainer's; with more, the ratio's old logprobs are those from before the first step.",
+    )
+    clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO clip range of the ratio: [1 - eps, 1 + eps].")
+    kl_coef: float = Field(
+        0.04, ge=0, description="Weight beta of the k3 KL penalty to the frozen reference."
+    )
+    aggregation: Literal["sequence-mean", "token-mean"] = Field(
+        "sequence-mean",
+        description="Loss aggregation: token mean per sequence then mean over sequences (paper), or token mean.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward to save memory (slower)."
+    )
+    bf16: bool = Field(
+        True, description="bf16 autocast on CUDA (weights and optimizer stay fp32); CPU is fp32."
+    )
+    seed: int = Field(0, description="Seed of torch's RNG in the learner process.")
+
+
+class SFTConfig(BaseModel):
+    """Supervised cold start: NLL on target tokens of (chat prompt, target) pairs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., description="Initial policy: a local Hugging Face folder or a hub id.")
+    train_file: str = Field(..., description="JSONL with one {messages: [...], target: str} object per line.")
+    eval_file: str | None = Field(
+        None,
+        description="Held-out JSONL in the same format; the format rate is measured on it after training.",
+    )
+    output_dir: str = Field(..., description="Folder the fine-tuned model is saved to (Hugging Face layout).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")
+    epochs: float = Field(5, gt=0, description="Passes over the training file (paper: 5; may be fractional).")
+    lr: float = Field(2e-5, gt=0, description="Peak AdamW learning rate (paper: 2e-5).")
+    warmup_ratio: float = Field(
+        0.03, ge=0, lt=1, description="Share of steps with linear warm-up (paper: 0.03)."
+    )
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="Learning-rate decay after warm-up."
+    )
+    batch_size: int = Field(32, ge=1, description="Examples per optimizer step (paper: 32).")
+    micro_batch_size: int = Field(
+        8, ge=1, description="Examples per forward/backward (gradient accumulation)."
+    )
+    max_length: int = Field(
+        512, ge=16, description="Prompt + target tokens kept per example (prompt cut first)."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clipping.")
+    trainable_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Train only the last N transformer layers and the final norm (None: all parameters). "
+        "A CPU shortcut: backward then stops N layers below the output.",
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
+    bf16: bool = Field(True, description="bf16 autocast on CUDA; CPU is fp32.")
+    seed: int = Field(0, description="Seed for shuffling and torch.")
+    eval_max_new_tokens: int = Field(96, ge=1, description="Greedy generation length for the format check.")
+    eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first N held-out examples.")
+    save_optimizer: bool = Field(False, description="Also save optimizer state (only needed to resume SFT).")

@@ -1,0 +1,297 @@
+"""The GRPO learner: policy + frozen reference, AdamW, `update(batch) -> metrics`.
+
+Runs in the learner process (a Ray actor, see policy/actor.py, or any plain process: the
+class needs no Ray). Data parallel: when torch.distributed is initialised (by the actor),
+each rank gets a shard of the batch, counts are summed so the loss uses global
+denominators, and gradients are summed before clipping and the step; every rank then
+holds the same weights.
+
+Memory layout of a micro-batch: prompts left-padded to the longest prompt, completions
+right-padded to the longest completion, so every completion starts at the same column and
+only the last C+1 logit positions need the output projection (`logits_to_keep`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from policy.batch import RolloutBatch
+from policy.config import LearnerConfig
+from policy.grpo import grpo_loss, token_logprobs
+from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
+
+STATE_FILE = "learner_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+
+
+def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device) -> dict:
+    """Token lists -> padded tensors: [left pad | prompt | completion | right pad].
+
+    Returns input_ids, attention_mask, position_ids (N, P+C) and completion_mask (N, C),
+    where P = longest prompt and C = longest completion of these rows.
+    """
+    p_max = max(len(p) for p in prompts)
+    c_max = max(len(c) for c in completions)
+    if c_max == 0:
+        raise ValueError("every completion in the micro-batch is empty")
+    n = len(prompts)
+    input_ids = torch.full((n, p_max + c_max), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, p_max + c_max), dtype=torch.long)
+    completion_mask = torch.zeros((n, c_max), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        input_ids[i, p_max - len(p) : p_max] = torch.tensor(p, dtype=torch.long)
+        input_ids[i, p_max : p_max + len(c)] = torch.tensor(c, dtype=torch.long)
+        attention_mask[i, p_max - len(p) : p_max + len(c)] = 1
+        completion_mask[i, : len(c)] = 1
+    # Positions count real tokens only, so left padding does not shift the rotary phases.
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask.to(device),
+        "position_ids": position_ids.to(device),
+        "completion_mask": completion_mask.to(device),
+    }
+
+
+def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
+    """Logprobs of the completion tokens of a padded micro-batch: (N, C) float32 (padding included, masked later)."""
+    c = mb["completion_mask"].shape[1]
+    with autocast():
+        out = model(
+            input_ids=mb["input_ids"],
+            attention_mask=mb["attention_mask"],
+            position_ids=mb["position_ids"],
+            logits_to_keep=c + 1,  # positions P-1 .. P+C-1; the last one predicts past the end
+            use_cache=False,
+        )
+    logits = out.logits[:, :-1, :]  # (N, C, V): position P-1+j predicts completion token j
+    return token_logprobs(logits, mb["input_ids"][:, -c:])  # (N, C)
+
+
+class Learner:
+    """Policy + frozen reference + AdamW. Stable API: update, export_weights, save, load, version."""
+
+    def __init__(self, config: LearnerConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.tokenizer = load_tokenizer(config.model)
+        self.policy = load_causal_lm(config.model, self.device)
+        self.policy.train()
+        if config.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        # Frozen copy of the initial weights: the KL anchor, never updated or saved.
+        self.reference = copy.deepcopy(self.policy).eval()
+        self.reference.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=config.lr,
+            betas=config.adam_betas,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+        )
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.step = 0  # optimizer steps taken
+        self._version = 0  # weights version: +1 per update() call
+        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def _autocast(self):
+        if self.device == "cuda" and self.config.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """One GRPO update on this rank's rows of the batch; returns metrics of the whole batch."""
+        batch.validate()
+        cfg = self.config
+        start = time.perf_counter()
+        n = len(batch)
+        micro = [list(range(i, min(i + cfg.micro_batch_size, n))) for i in range(0, n, cfg.micro_batch_size)]
+        mbs = []
+        for rows in micro:
+            mb = pad_rows(
+                [batch.prompt_token_ids[i] for i in rows],
+                [batch.completion_token_ids[i] for i in rows],
+                self.pad_id,
+                self.device,
+            )
+            c = mb["completion_mask"].shape[1]
+            mb["advantages"] = torch.tensor([batch.advantages[i] for i in rows], dtype=torch.float32).to(
+                self.device
+            )
+            sampler = torch.zeros((len(rows), c), dtype=torch.float32)
+            for j, i in enumerate(rows):
+                sampler[j, : len(batch.sampler_logprobs[i])] = torch.tensor(batch.sampler_logprobs[i])
+            mb["sampler_logprobs"] = sampler.to(self.device)
+            mbs.append(mb)
+
+        # Global denominators: every rank and micro-batch divides by the whole batch's counts.
+        counts = torch.tensor(
+            [n, batch.num_completion_tokens, sum(len(p) for p in batch.prompt_token_ids)],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        num_sequences, num_tokens, num_prompt_tokens = self._all_reduce(counts).tolist()
+
+        with torch.no_grad():
+            ref_lps = [completion_logprobs(self.reference, mb, self._autocast) for mb in mbs]
+            # With one update the old logprobs are the current ones, detached (taken in the loss pass).
+            old_lps = None
+            if cfg.updates_per_batch > 1:
+                old_lps = [completion_logprobs(self.policy, mb, self._autocast) for mb in mbs]
+
+        # sums: loss, kl*tok, clip*tok, ratio*tok, |sampler - learner|, max |sampler - learner|
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        mismatch_max = torch.zeros(1, dtype=torch.float64, device=self.device)
+        grad_norms = []
+        for it in range(cfg.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for k, mb in enumerate(mbs):
+                logprobs = completion_logprobs(self.policy, mb, self._autocast)
+                old = old_lps[k] if old_lps is not None else logprobs.detach()
+                mask = mb["completion_mask"]
+                loss, m = grpo_loss(
+                    logprobs,
+                    old,
+                    ref_lps[k],
+                    mb["advantages"],
+                    mask,
+                    clip_eps=cfg.clip_eps,
+                    kl_coef=cfg.kl_coef,
+                    aggregation=cfg.aggregation,
+                    num_sequences=int(num_sequences),
+                    num_tokens=int(num_tokens),
+                )
+                loss.backward()
+                tok = m["num_tokens"].double()
+                sums[0] += loss.detach().double()
+                sums[1] += m["kl"].double() * tok
+                sums[2] += m["clip_fraction"].double() * tok
+                sums[3] += m["ratio_mean"].double() * tok
+                if it == 0:  # sampler vs learner on the weights that sampled (before any step)
+                    diff = (mb["sampler_logprobs"] - logprobs.detach()).abs() * mask
+                    sums[4] += diff.sum().double()
+                    mismatch_max = torch.maximum(mismatch_max, diff.max().double().reshape(1))
+            for p in self.policy.parameters():
+                if p.grad is not None:
+                    self._all_reduce(p.grad)
+            grad_norms.append(
+                float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm))
+            )
+            self.optimizer.step()
+            self.step += 1
+        self._version += 1
+
+        self._all_reduce(sums)
+        if self.world_size > 1:
+            dist.all_reduce(mismatch_max, op=dist.ReduceOp.MAX)
+        iters = cfg.updates_per_batch
+        tokens = max(num_tokens, 1.0)
+        elapsed = time.perf_counter() - start
+        return {
+            "loss": float(sums[0]) / iters,
+            "kl": float(sums[1]) / (tokens * iters),
+            "clip_fraction": float(sums[2]) / (tokens * iters),
+            "ratio_mean": float(sums[3]) / (tokens * iters),
+            "grad_norm": grad_norms[-1],
+            "sampler_logprob_abs_diff": float(sums[4]) / tokens,
+            "sampler_logprob_max_abs_diff": float(mismatch_max),
+            "num_sequences": num_sequences,
+            "num_completion_tokens": num_tokens,
+            "tokens_per_second": (num_tokens + num_prompt_tokens) / elapsed,
+            "update_seconds": elapsed,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "step": self.step,
+            "policy_version": self._version,
+            "staleness": self._version - 1 - batch.policy_version,
+        }
+
+    def export_weights(
+        self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu"
+    ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:
+        """(version, buckets): the policy's state dict as copies in buckets of <= bucket_bytes each
+        (a tensor larger than the limit gets a bucket of its own).
+
+        Names are Hugging Face ones, which vLLM's loader for the same architecture maps itself
+        (e.g. q/k/v into qkv_proj). A tied output embedding is sent once, under the input
+        embedding's name, as vLLM skips lm_head.weight for tied models.
+        """
+        buckets, current, size, seen = [], [], 0, set()
+        for name, tensor in self.policy.state_dict().items():
+            if tensor.data_ptr() in seen:  # tied alias of an earlier tensor
+                continue
+            seen.add(tensor.data_ptr())
+            t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=True)
+            nbytes = t.numel() * t.element_size()
+            if current and size + nbytes > bucket_bytes:
+                buckets.append(current)
+                current, size = [], 0
+            current.append((name, t))
+            size += nbytes
+        if current:
+            buckets.append(current)
+        return self._version, buckets
+
+    def save(self, directory: str | Path) -> Path:
+        """Checkpoint: HF folder (safetensors + config + tokenizer, loadable as a model by the learner,
+        SFT and vLLM) plus optimizer state, step/version and RNG state."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.policy.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        torch.save(self.optimizer.state_dict(), directory / OPTIMIZER_FILE)
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, directory / RNG_FILE)
+        state = {"step": self.step, "version": self._version, "reference_model": self.config.model}
+        (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        return directory
+
+    def load(self, directory: str | Path) -> None:
+        """Resume from `save(directory)`; the reference stays the one of config.model."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        files = sorted(directory.glob("model*.safetensors"))
+        if not files or not (directory / STATE_FILE).is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a learner checkpoint (model*.safetensors, {STATE_FILE})"
+            )
+        weights = {}
+        for f in files:
+            weights.update(load_file(f, device=str(self.device)))
+        missing, unexpected = self.policy.load_state_dict(weights, strict=False)
+        tied = {"lm_head.weight"} if self.policy.config.tie_word_embeddings else set()
+        if unexpected or set(missing) - tied:
+            raise ValueError(
+                f"checkpoint {directory} does not fit the model: missing={missing} unexpected={unexpected}"
+            )
+        self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location=self.device))
+        rng = torch.load(directory / RNG_FILE, weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        state = json.loads((directory / STATE_FILE).read_text())
+        self.step, self._version = int(state["step"]), int(state["version"])
