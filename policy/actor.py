@@ -1,0 +1,120 @@
+"""Ray adapter of the learner: `LearnerActor` (one rank) and `LearnerGroup` (data parallel).
+
+`LearnerActor` runs in its own Ray worker process and only forwards to a plain `Learner`.
+`LearnerGroup` runs in the driver (the orchestrator): it starts N actors, joins them in one
+torch.distributed process group (gloo on CPU, NCCL on GPU; rank 0's node address and a free
+port as the rendezvous), sends each rank its contiguous shard of a batch and returns rank 0's
+metrics, which the learner already reduced over all ranks. The only module importing ray.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import ray
+import torch
+
+from policy.batch import RolloutBatch
+from policy.config import LearnerConfig
+
+
+class LearnerActor:
+    """One learner rank; wrapped with `ray.remote` by LearnerGroup (resources set there)."""
+
+    def __init__(self, config: dict, rank: int = 0, world_size: int = 1):
+        self.config = LearnerConfig.model_validate(config)
+        self.rank, self.world_size = rank, world_size
+        self.learner = None
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a free port (called on rank 0)."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, master_addr: str, master_port: int) -> int:
+        import torch.distributed as dist
+
+        from policy.learner import Learner
+
+        if self.world_size > 1:
+            backend = "nccl" if torch.cuda.is_available() and self.config.device != "cpu" else "gloo"
+            dist.init_process_group(
+                backend,
+                init_method=f"tcp://{master_addr}:{master_port}",
+                rank=self.rank,
+                world_size=self.world_size,
+            )
+        self.learner = Learner(self.config)
+        return self.learner.version
+
+    def update(self, shard: RolloutBatch) -> dict[str, float]:
+        return self.learner.update(shard)
+
+    def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
+        return self.learner.export_weights(bucket_bytes, dtype=dtype)
+
+    def save(self, directory: str) -> str | None:
+        # All ranks hold the same weights and optimizer state: rank 0 writes.
+        return str(self.learner.save(directory)) if self.rank == 0 else None
+
+    def load(self, directory: str) -> int:
+        self.learner.load(directory)
+        return self.learner.version
+
+    def version(self) -> int:
+        return self.learner.version
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class LearnerGroup:
+    """N learner actors in data parallel, used like one Learner from the driver."""
+
+    def __init__(
+        self,
+        config: LearnerConfig,
+        num_learners: int = 1,
+        num_cpus_per_learner: float = 1,
+        num_gpus_per_learner: float = 0,
+    ):
+        remote_cls = ray.remote(num_cpus=num_cpus_per_learner, num_gpus=num_gpus_per_learner)(LearnerActor)
+        self.actors = [
+            remote_cls.remote(config.model_dump(), rank, num_learners) for rank in range(num_learners)
+        ]
+        addr, port = ray.get(self.actors[0].rendezvous.remote())
+        # All ranks must call init_process_group at once, so setup runs concurrently.
+        ray.get([a.setup.remote(addr, port) for a in self.actors])
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        n = len(self.actors)
+        if len(batch) < n:
+            raise ValueError(f"batch has {len(batch)} rows, fewer than the {n} learners")
+        results = ray.get([a.update.remote(batch.shard(rank, n)) for rank, a in enumerate(self.actors)])
+        return results[0]
+
+    def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
+        return ray.get(self.actors[0].export_weights.remote(bucket_bytes, dtype))
+
+    def save(self, directory: str | Path) -> Path:
+        ray.get([a.save.remote(str(directory)) for a in self.actors])
+        return Path(directory)
+
+    def load(self, directory: str | Path) -> int:
+        return ray.get([a.load.remote(str(directory)) for a in self.actors])[0]
+
+    @property
+    def version(self) -> int:
+        return ray.get(self.actors[0].version.remote())
+
+    def shutdown(self) -> None:
+        ray.get([a.shutdown.remote() for a in self.actors])
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
