@@ -42,7 +42,15 @@ TEST_SHARE = 0.2
 # sentences per emotion label before multi-label pairs are added (train + test)
 PER_LABEL = 300
 # share of each emotion's sentences per kind; "hand" sentences are all used once on top
-MIX = {"visual": 0.28, "au": 0.04, "audio": 0.18, "subtitle": 0.16, "explicit": 0.16, "compound": 0.12}
+MIX = {
+    "visual": 0.22,
+    "np": 0.08,
+    "au": 0.04,
+    "audio": 0.18,
+    "subtitle": 0.16,
+    "explicit": 0.16,
+    "compound": 0.12,
+}
 PAIR_UNIT = 42  # multi-label sentences per unit of pair weight
 
 COMPOUND_FRAMES = [
@@ -162,7 +170,14 @@ class Side:
 
         self.frames = {
             name: pool(getattr(P, name), name)
-            for name in ("VISUAL_FRAMES", "AUDIO_FRAMES", "AU_FRAMES", "SUBTITLE_FRAMES", "EXPLICIT_FRAMES")
+            for name in (
+                "VISUAL_FRAMES",
+                "NP_FRAMES",
+                "AUDIO_FRAMES",
+                "AU_FRAMES",
+                "SUBTITLE_FRAMES",
+                "EXPLICIT_FRAMES",
+            )
         }
         self.frames["COMPOUND"] = pool(COMPOUND_FRAMES, "COMPOUND")
         self.frames["AUDIO_COMPOUND"] = pool(AUDIO_COMPOUND_FRAMES, "AUDIO_COMPOUND")
@@ -193,6 +208,8 @@ def emotion_sentence(side: Side, label: str, kind: str) -> str:
     rng, c = side.rng, side.lab[label]
     if kind == "visual":
         return fill(side.frame("VISUAL_FRAMES"), {"vp": c["vp"].next()}, rng)
+    if kind == "np":
+        return fill(side.frame("NP_FRAMES"), {"np": c["np"].next()}, rng)
     if kind == "au":
         return fill(side.frame("AU_FRAMES"), {"au": c["au"].next()}, rng)
     if kind == "audio":
