@@ -1,0 +1,96 @@
+"""deploy/k8s overlays agree with the training config their RayJob runs (configs/a100-cluster.yaml
+plus the entrypoint's dotted overrides): rollout and learner GPUs, reward address, ports, secrets."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tests.deploy.conftest import OVERLAYS, ROOT
+from tests.deploy.kustomize_lite import index
+
+CLUSTER_CONFIG = ROOT / "configs/a100-cluster.yaml"
+REWARD_SERVICES = {"erv-reward", "erv-reward-headless"}
+NAMESPACE = "erv-grpo"
+
+
+def _entrypoint_config(entrypoint: str):
+    """The TrainConfig the RayJob's `erv-grpo train --config FILE [k=v ...]` would load."""
+    from orchestrator.config import load_config
+
+    argv = shlex.split(entrypoint)
+    assert argv[:2] == ["erv-grpo", "train"], entrypoint
+    config_path, overrides, i = None, [], 2
+    while i < len(argv):
+        if argv[i] == "--config":
+            config_path, i = argv[i + 1], i + 2
+        elif argv[i] in ("--set", "-o"):
+            overrides.append(argv[i + 1])
+            i += 2
+        else:
+            assert "=" in argv[i] and not argv[i].startswith("-"), (
+                f"unexpected entrypoint argument {argv[i]!r}"
+            )
+            overrides.append(argv[i])
+            i += 1
+    assert config_path is not None
+    return load_config(ROOT / config_path, overrides)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    address = address.removeprefix("dns:///").removeprefix("dns:")
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def _group_gpus(group: dict) -> int:
+    return group["replicas"] * int(
+        group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    )
+
+
+@pytest.mark.skipif(
+    not CLUSTER_CONFIG.is_file(), reason="configs/a100-cluster.yaml not written yet (orchestrator)"
+)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_agrees_with_cluster_config(overlay, rendered):
+    objs = index(rendered[overlay])
+    job = objs[("RayJob", "erv-grpo-train")]["spec"]
+    config = _entrypoint_config(job["entrypoint"])
+    groups = {g["groupName"]: g for g in job["rayClusterSpec"]["workerGroupSpecs"]}
+
+    rollout_gpus = config.rollout.num_workers * config.rollout.num_gpus_per_worker
+    assert rollout_gpus == _group_gpus(groups["rollout"]), "rollout GPUs: config vs RayJob worker group"
+    assert config.ray.learner_num_gpus == _group_gpus(groups["learner"]), "learner GPUs: config vs RayJob"
+    assert config.ray.address in (None, "auto"), "the driver runs on the head pod: join the local Ray"
+
+    assert config.reward.address is not None, "on the cluster the reward service is reached by address"
+    host, port = _host_port(config.reward.address)
+    service, _, rest = host.partition(".")
+    assert service in REWARD_SERVICES and rest in (
+        "",
+        NAMESPACE,
+        f"{NAMESPACE}.svc",
+        f"{NAMESPACE}.svc.cluster.local",
+    )
+    assert port == 50051
+    assert port in {p["port"] for p in objs[("Service", service)]["spec"]["ports"]}
+
+    # Token and CA files the config names are where the rollout pods mount the Secrets.
+    rollout_mounts = {
+        m["name"]: m["mountPath"]
+        for m in groups["rollout"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
+    for path in (config.reward.token_file, getattr(config.rollout, "reward_token_file", None)):
+        if path:
+            assert path.startswith(rollout_mounts["reward-token"] + "/"), path
+    for path in (config.reward.tls_ca, getattr(config.rollout, "reward_tls_ca", None)):
+        if path:
+            assert path.startswith(rollout_mounts["reward-ca"] + "/"), path
+
+    head = job["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert (
+        config.metrics.prometheus_port
+        == {p["name"]: p["containerPort"] for p in head["ports"]}["erv-metrics"]
+    )
