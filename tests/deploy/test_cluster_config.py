@@ -90,6 +90,9 @@ def test_overlay_agrees_with_cluster_config(overlay, rendered):
             assert path.startswith(rollout_mounts["reward-ca"] + "/"), path
 
     head = job["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    # Prometheus scrapes the pod IP: a metrics exporter bound to loopback would be unreachable.
+    if hasattr(config.metrics, "host"):
+        assert config.metrics.host in ("0.0.0.0", "::"), "metrics.host must listen on the pod IP in a cluster"
     assert (
         config.metrics.prometheus_port
         == {p["name"]: p["containerPort"] for p in head["ports"]}["erv-metrics"]
