@@ -85,3 +85,22 @@ def test_reward_image_has_no_vllm_torch_or_ray():
     assert "HEALTHCHECK" in text and "onnxruntime-gpu" in text
     for heavy in ("vllm", "torch", "ray"):
         assert not any(line.startswith(heavy) for line in text.lower().splitlines()), heavy
+
+
+def test_reward_service_runs_without_the_training_stack():
+    """The reward image has no torch, vLLM, Ray or transformers: `erv-grpo reward serve` and the
+    server modules must import without them (checked in a fresh interpreter that blocks them)."""
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'ray', 'vllm', 'transformers'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from orchestrator.cli import build_parser\n"
+        "args = build_parser().parse_args(['reward', 'serve', '--model-dir', 'x'])\n"
+        "import reward_service.server, reward_service.erv, reward_service.grpc_server, reward_service.http_app\n"
+        "print(args.func.__name__)\n"
+    )
+    out = _run(sys.executable, "-c", script, cwd=DEPLOY.parent)
+    assert "_reward_serve" in out
