@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -45,6 +46,7 @@ class ServiceState:
         self.health = health_aio.HealthServicer()
         self.ready = False
         self.draining = False
+        self.active_requests = 0  # being scored now, over gRPC and HTTP (drain waits for 0)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -116,7 +118,13 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 )
                 retry_ms = 1000
             else:
-                response = result_to_proto(await self.scorer.score(request_from_proto(msg, time_remaining)))
+                self.state.active_requests += 1
+                try:
+                    response = result_to_proto(
+                        await self.scorer.score(request_from_proto(msg, time_remaining))
+                    )
+                finally:
+                    self.state.active_requests -= 1
         except InvalidRequestError as err:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(err)
         except QueueFullError as err:
@@ -183,6 +191,10 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 item = await out.get()
                 if item is None:
                     return
+                if isinstance(item, DecodeError):
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"malformed ScoreRequest frame: {item}"
+                    )
                 if isinstance(item, Exception):
                     raise item
                 yield item

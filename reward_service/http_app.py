@@ -84,7 +84,11 @@ def build_http_app(scorer: RewardScorer, state, metrics, token: str | None = Non
                 return_sentences=body.return_sentences,
                 timeout_s=body.timeout_ms / 1000 if body.timeout_ms else None,
             )
-            result = await scorer.score(req)
+            state.active_requests += 1
+            try:
+                result = await scorer.score(req)
+            finally:
+                state.active_requests -= 1
         except InvalidRequestError as err:
             code = "INVALID_ARGUMENT"
             return _error(400, code, str(err))

@@ -126,14 +126,20 @@ class RewardService:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new calls, let in-flight work finish within grace_s, stop."""
         grace_s = self.config.drain_seconds if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace_s
         self.state.draining = True
         await self.state.set_serving(False)
+        # Listeners stay open meanwhile: probes read NOT_SERVING and new calls get a clear
+        # UNAVAILABLE from the servicer instead of a refused connection.
+        while self.state.active_requests and loop.time() < end:
+            await asyncio.sleep(0.02)
         if self._grpc is not None:
-            await self._grpc.stop(grace_s)
+            await self._grpc.stop(max(0.0, min(1.0, end - loop.time())))  # then cut idle streams
         if self._http is not None:
             self._http.should_exit = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._http_task, grace_s + 2)
+                await asyncio.wait_for(self._http_task, max(0.0, end - loop.time()) + 2)
         await self.batcher.stop()
 
 
