@@ -8,7 +8,6 @@ import asyncio
 import random
 import shutil
 import subprocess
-import time
 
 import httpx
 import pytest
