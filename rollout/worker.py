@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
@@ -115,6 +116,8 @@ class RolloutWorker:
         self._thread = threading.Thread(target=self._loop.run_forever, name="reward-client", daemon=True)
         self._thread.start()
         self._client = None
+        self._reward_address = reward_address
+        self._client_stale = False
         if score_fn is None:
             if reward_address is None:
                 raise ValueError("RolloutWorker needs reward_address or score_fn")
@@ -130,7 +133,14 @@ class RolloutWorker:
         if self.config.reward_token_file:
             with open(self.config.reward_token_file) as f:
                 token = f.read().strip()
-        return RewardClient(address, token=token, tls_ca=self.config.reward_tls_ca)
+        tls_ca = Path(self.config.reward_tls_ca) if self.config.reward_tls_ca else None
+        return RewardClient(address, token=token, tls_ca=tls_ca)
+
+    def _renew_client(self) -> None:
+        # After an outage the old channel may sit in gRPC's reconnect backoff; a new one connects at once.
+        self._call(self._client.close())
+        self._client = self._call(self._make_client(self._reward_address))
+        self._client_stale = False
 
     async def _client_score(self, inputs: list[RewardInput], request_id: str) -> dict:
         from reward_service.client import Completion
@@ -144,7 +154,6 @@ class RolloutWorker:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     # -- the work ---------------------------------------------------------------------------------
-    @property
     def policy_version(self) -> int:
         return self.engine.version
 
@@ -161,6 +170,8 @@ class RolloutWorker:
     def rollout(self, requests: list[RolloutRequest], request_tag: str) -> RolloutResult:
         """Sample G completions per request; send each group for scoring the moment it is finished."""
         cfg = self.config
+        if self._client_stale and self._client is not None:
+            self._renew_client()
         version = self.engine.version
         result = RolloutResult(worker_id=self.worker_id)
         pending: list[tuple[int, object, Future]] = []
@@ -204,6 +215,7 @@ class RolloutWorker:
             groups.append(ScoredGroup(req.prompt_id, req.ground_truth, samples.prompt_token_ids, ids,
                                       samples.completions, rewards, version))  # fmt: skip
         result.reward_wait_seconds = time.perf_counter() - wait_start
+        self._client_stale = result.error is not None
         if result.error is None:
             order = {r.prompt_id: k for k, r in enumerate(requests)}
             result.groups = sorted(groups, key=lambda g: order[g.prompt_id])

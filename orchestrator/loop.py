@@ -1,0 +1,269 @@
+"""The GRPO training loop: sample prompts -> rollouts + rewards -> group advantages -> update -> weight sync -> log.
+
+Runs in the orchestrator (Ray driver) process; `train()` is what `erv-grpo train` and the demo
+call. Rewards come only from the reward service: when it is down the loop pauses and retries
+the step, it never trains on a missing or invented reward.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import torch
+
+from orchestrator.cluster import Cluster
+from orchestrator.config import TrainConfig
+from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.tracking import MetricsSink, read_metrics
+from policy.batch import RolloutBatch
+from policy.grpo import group_advantages
+from rollout.worker import RolloutRequest, ScoredGroup
+
+
+def train(
+    config: TrainConfig, resume: str | Path | None = None, cluster: Cluster | None = None, on_step=None
+) -> Path:
+    """Run config.run.steps GRPO steps (continuing a run folder with `resume`); return the run folder."""
+    import ray
+
+    run = TrainingRun(config, resume, cluster)
+    try:
+        bar = run.progress_bar()
+        for step in range(run.step + 1, config.run.steps + 1):
+            t0 = time.perf_counter()
+            prompts = run.sampler.take(config.run.prompts_per_step)
+            groups, stats = run.rollouts_with_rewards(
+                prompts, step
+            )  # generate + reward (streamed, overlapped)
+            batch = build_batch(groups, config.rollout.group_size, run.version)  # group-relative advantages
+            t1 = time.perf_counter()
+            update = ray.get(run.learner.update.remote(batch))  # GRPO loss with KL to the frozen reference
+            t2 = time.perf_counter()
+            run.sync_weights()  # learner -> every rollout engine, in buckets
+            t3 = time.perf_counter()
+            stats.update({"phase/update": t2 - t1, "phase/weight_sync": t3 - t2, "step_seconds": t3 - t0})
+            record = run.log(step, groups, stats, update)
+            if (
+                config.run.checkpoint_every
+                and step % config.run.checkpoint_every == 0
+                or step == config.run.steps
+            ):
+                run.checkpoint(step)
+            bar.update(1)
+            bar.set_postfix(reward=f"{record['reward/total']:.3f}", kl=f"{record['kl']:.4f}")
+            if on_step is not None:
+                on_step(step, run)
+        bar.close()
+        return run.dir
+    finally:
+        run.close()
+
+
+def build_batch(groups: list[ScoredGroup], group_size: int, version: int) -> RolloutBatch:
+    """Flatten scored groups (B groups of G) into the learner's batch with advantages (r - mean_g) / (std_g + eps)."""
+    rewards = torch.tensor([r for g in groups for r in g.totals], dtype=torch.float32)  # (B*G,)
+    advantages = group_advantages(rewards, group_size)  # (B*G,)
+    rows = [(g, c, cid) for g in groups for c, cid in zip(g.completions, g.completion_ids, strict=True)]
+    return RolloutBatch(
+        prompt_token_ids=[g.prompt_token_ids for g, _, _ in rows],
+        completion_token_ids=[c.token_ids for _, c, _ in rows],
+        advantages=advantages.tolist(),
+        sampler_logprobs=[c.logprobs for _, c, _ in rows],
+        completion_ids=[cid for _, _, cid in rows],
+        policy_version=version,
+    )
+
+
+def is_zero_signal(group: ScoredGroup) -> bool:
+    """All G rewards equal: every advantage is 0, the group teaches nothing."""
+    return max(group.totals) == min(group.totals)
+
+
+def request_seed(run_seed: int, step: int, prompt_id: str, round_: int) -> int:
+    """Seed of one prompt's group: the same on any worker, after a resume and on a retried step."""
+    return zlib.crc32(f"{run_seed}/{step}/{prompt_id}/{round_}".encode()) & 0x7FFFFFFF
+
+
+class TrainingRun:
+    """State of one run: cluster, learner, data position, metric sinks; the loop's helpers."""
+
+    def __init__(self, config: TrainConfig, resume: str | Path | None, cluster: Cluster | None):
+        import ray
+
+        self._ray = ray
+        self.config = config
+        self.dir = Path(resume) if resume else config.run_dir()
+        if not resume and self.dir.exists() and any(self.dir.iterdir()):
+            raise SystemExit(
+                f"erv-grpo: error: run folder {self.dir} exists; pick another run.name or --resume it"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+        self.owns_cluster = cluster is None
+        self.cluster = cluster or Cluster(config, self.dir)
+        self.learner = self.cluster.start_learner()
+        self.sampler = PromptSampler(
+            load_prompts(config.data.train_file), config.run.seed, config.data.shuffle
+        )
+        self.step = 0
+        if resume:
+            self._restore()
+        self.version = 0
+        self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
+        self.sink = MetricsSink(self.dir, config.metrics.prometheus_port, config.metrics.tensorboard)
+        self.paused_seconds = 0.0
+
+    # -- rollouts -------------------------------------------------------------------------------
+    def rollouts_with_rewards(self, prompts, step: int) -> tuple[list[ScoredGroup], dict]:
+        """Scored groups for `prompts`; with dynamic sampling, zero-signal groups are replaced (bounded)."""
+        cfg = self.config
+        groups, stats = self._scored(prompts, step, round_=0)
+        zero = sum(is_zero_signal(g) for g in groups)
+        stats["zero_signal_groups"] = zero
+        if cfg.dynamic_sampling.enabled and zero:
+            kept = [g for g in groups if not is_zero_signal(g)]
+            for round_ in range(1, cfg.dynamic_sampling.max_extra_rounds + 1):
+                if len(kept) >= len(prompts):
+                    break
+                extra, extra_stats = self._scored(self.sampler.take(len(prompts) - len(kept)), step, round_)
+                for key in ("phase/generate", "phase/reward_wait", "completion_tokens"):
+                    stats[key] += extra_stats[key]
+                stats["zero_signal_groups"] += sum(is_zero_signal(g) for g in extra)
+                kept += [g for g in extra if not is_zero_signal(g)]
+            stats["dropped_groups"] = len(groups) - len(kept[: len(groups)])
+            groups = kept[: len(prompts)] or groups  # nothing with signal: train on KL only, never on nothing
+        return groups, stats
+
+    def _scored(self, prompts, step: int, round_: int) -> tuple[list[ScoredGroup], dict]:
+        cfg, ray = self.config, self._ray
+        workers = self.cluster.workers
+        requests = [
+            RolloutRequest(p.id, p.prompt, p.ground_truth, request_seed(cfg.run.seed, step, p.id, round_))
+            for p in prompts
+        ]
+        attempt = 0
+        while True:
+            tag = f"{cfg.run.name}/s{step}/r{round_}/a{attempt}"
+            chunks = [requests[i :: len(workers)] for i in range(len(workers))]
+            calls = [w.rollout.remote(chunk, tag) for w, chunk in zip(workers, chunks, strict=True) if chunk]
+            results = ray.get(calls)
+            errors = [r.error for r in results if r.error]
+            if not errors:
+                break
+            self._pause_until_reward_service_is_back(errors[0])  # then redo the step's rollouts
+            attempt += 1
+        by_id = {g.prompt_id: g for r in results for g in r.groups}
+        stats = {
+            "phase/generate": max(r.generate_seconds for r in results),
+            "phase/reward_wait": max(r.reward_wait_seconds for r in results),
+            "completion_tokens": sum(r.completion_tokens for r in results),
+            "reward_retries": attempt,
+        }
+        for r in results:
+            stats[f"worker_tokens_per_second/{r.worker_id}"] = r.tokens_per_second
+        return [by_id[p.id] for p in prompts], stats
+
+    def _pause_until_reward_service_is_back(self, error: str) -> None:
+        reward = self.cluster.reward
+        print(
+            f"erv-grpo: reward service unavailable ({error}); training paused, "
+            f"waiting for {reward.address} to be SERVING again",
+            file=sys.stderr,
+            flush=True,
+        )
+        start = time.monotonic()
+        while True:
+            if reward.managed and reward.restart_if_dead():
+                print(
+                    "erv-grpo: reward service process had exited; restarted it", file=sys.stderr, flush=True
+                )
+            if reward.serving():
+                break
+            if time.monotonic() - start > self.config.reward.max_pause_s:
+                raise SystemExit(
+                    f"erv-grpo: error: reward service down for more than {self.config.reward.max_pause_s} s"
+                )
+            time.sleep(self.config.reward.pause_poll_s)
+        waited = time.monotonic() - start
+        self.paused_seconds += waited
+        print(f"erv-grpo: reward service is back after {waited:.1f} s; resuming", file=sys.stderr, flush=True)
+
+    # -- weights, logs, checkpoints -------------------------------------------------------------
+    def sync_weights(self) -> None:
+        ray = self._ray
+        version, buckets = ray.get(self.learner.export_weights.remote(self.config.run.weight_bucket_mb << 20))
+        ref = ray.put(buckets)  # one copy in the object store, read by every worker
+        versions = ray.get([w.load_weights.remote(version, ref) for w in self.cluster.workers])
+        assert versions == [version] * len(versions), versions
+        self.version = version
+
+    def log(self, step: int, groups: list[ScoredGroup], stats: dict, update: dict) -> dict:
+        rewards = [r for g in groups for r in g.rewards]
+        # policy_version: what the engines hold now; sampled_version: the weights that produced this batch.
+        record = {"step": step, "policy_version": self.version, "sampled_version": groups[0].policy_version}
+        for c in ("explanation", "format", "answer", "total"):
+            record[f"reward/{c}"] = sum(getattr(r, c) for r in rewards) / len(rewards)
+        record.update(stats)
+        record["tokens_per_second"] = stats["completion_tokens"] / max(stats["step_seconds"], 1e-9)
+        record["paused_seconds"] = self.paused_seconds
+        record["prompt_ids"] = [g.prompt_id for g in groups]
+        record.update(
+            {k: v for k, v in update.items() if k not in ("step", "policy_version", "tokens_per_second")}
+        )
+        record["learner_tokens_per_second"] = update["tokens_per_second"]
+        self.sink.log(record)
+        self.paused_seconds = 0.0
+        return record
+
+    def checkpoint(self, step: int) -> Path:
+        path = self.dir / "checkpoints" / f"step-{step:06d}"
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._ray.get(self.learner.save.remote(str(tmp / "learner")))
+        state = {"step": step, "sampler": self.sampler.state()}
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)  # a checkpoint folder exists only when complete
+        return path
+
+    def _restore(self) -> None:
+        checkpoints = sorted((self.dir / "checkpoints").glob("step-[0-9]*[0-9]"))
+        if not checkpoints:
+            raise SystemExit(
+                f"erv-grpo: error: --resume {self.dir}: no checkpoint under {self.dir / 'checkpoints'}"
+            )
+        latest = checkpoints[-1]
+        state = json.loads((latest / "state.json").read_text())
+        self._ray.get(self.learner.load.remote(str(latest / "learner")))
+        self.sampler.load_state(state["sampler"])
+        self.step = int(state["step"])
+        # Steps logged after the checkpoint are redone: drop their records.
+        kept = [r for r in read_metrics(self.dir) if r["step"] <= self.step]
+        (self.dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        print(f"erv-grpo: resumed {self.dir} from {latest.name}", file=sys.stderr, flush=True)
+
+    def progress_bar(self):
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.config.run.steps,
+            initial=self.step,
+            desc="GRPO steps",
+            unit="step",
+            disable=not self.config.run.progress,
+            file=sys.stderr,
+        )
+
+    def close(self) -> None:
+        if hasattr(self, "sink"):
+            self.sink.close()
+        if getattr(self, "learner", None) is not None:
+            self._ray.kill(self.learner)
+            self.learner = None
+        if self.owns_cluster and hasattr(self, "cluster"):
+            self.cluster.close()

@@ -1,0 +1,98 @@
+"""Per-step training metrics to three sinks: JSONL (metrics.jsonl), TensorBoard, Prometheus (erv_grpo_*).
+
+Runs in the orchestrator process; the Prometheus endpoint is served from a thread of it
+(port 9400 by default, 0 for a free port).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PHASES = ("generate", "reward_wait", "update", "weight_sync")
+COMPONENTS = ("explanation", "format", "answer", "total")
+
+
+class MetricsSink:
+    def __init__(self, run_dir: Path, prometheus_port: int | None, tensorboard: bool):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self._server = None
+        self.prometheus_port = None
+        if prometheus_port is not None:
+            self._start_prometheus(prometheus_port)
+
+    def _start_prometheus(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+        r = self.registry = CollectorRegistry()
+        self.g_step = Gauge("erv_grpo_step", "last finished GRPO step", registry=r)
+        self.g_version = Gauge(
+            "erv_grpo_policy_version", "policy version held by the rollout workers", registry=r
+        )
+        self.g_reward = Gauge("erv_grpo_reward", "mean reward of the last step", ["component"], registry=r)
+        self.g_kl = Gauge("erv_grpo_kl", "mean k3 KL to the reference in the last update", registry=r)
+        self.g_clip = Gauge(
+            "erv_grpo_clip_fraction", "share of clipped tokens in the last update", registry=r
+        )
+        self.g_tps = Gauge(
+            "erv_grpo_tokens_per_second", "completion tokens per second of the last step", registry=r
+        )
+        self.g_phase = Gauge(
+            "erv_grpo_phase_seconds", "seconds of each phase of the last step", ["phase"], registry=r
+        )
+        self.g_worker = Gauge(
+            "erv_grpo_rollout_tokens_per_second",
+            "generation tokens/s per rollout worker",
+            ["worker"],
+            registry=r,
+        )
+        self.c_zero = Counter(
+            "erv_grpo_zero_signal_groups", "groups whose G rewards were all equal", registry=r
+        )
+        self._server, _thread = start_http_server(port, addr="127.0.0.1", registry=r)
+        self.prometheus_port = self._server.server_port
+
+    def log(self, record: dict) -> None:
+        """Append one step's record (flat keys like 'reward/total', 'phase/generate')."""
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record["step"]
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key != "step":
+                    self._tb.add_scalar(key, value, step)
+            self._tb.flush()
+        if self._server is not None:
+            self.g_step.set(step)
+            self.g_version.set(record.get("policy_version", 0))
+            for c in COMPONENTS:
+                self.g_reward.labels(component=c).set(record.get(f"reward/{c}", 0.0))
+            self.g_kl.set(record.get("kl", 0.0))
+            self.g_clip.set(record.get("clip_fraction", 0.0))
+            self.g_tps.set(record.get("tokens_per_second", 0.0))
+            for p in PHASES:
+                self.g_phase.labels(phase=p).set(record.get(f"phase/{p}", 0.0))
+            for key, value in record.items():
+                if key.startswith("worker_tokens_per_second/"):
+                    self.g_worker.labels(worker=key.split("/", 1)[1]).set(value)
+            self.c_zero.inc(record.get("zero_signal_groups", 0))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
