@@ -1,0 +1,260 @@
+"""`erv-grpo bench reward`: reward service throughput over loopback, three ways, in one run.
+
+Runs in the user's shell process and starts the reward service as a subprocess on free
+loopback ports. Same workload for every mode (GRPO-like groups of completions with about
+8 explanation sentences each, all distinct, sentence cache off so nothing is free):
+  - grpc_stream: K concurrent clients, each with one ScoreStream, one request per group;
+  - json_post_per_completion: K concurrent clients, one JSON POST per completion (how other
+    RL frameworks call a remote reward model);
+  - bare_model: ErvModel in this process, one predict_proba per group, no server.
+Writes completions/s, sentences/s and p50/p99 latency to a JSON file (bench/results/reward.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reward_service import reward
+
+_SUBJECTS = ["The woman", "The man", "The speaker", "The girl", "The older man", "The young woman", "He", "She",
+             "The boy", "The interviewer", "The actress", "Her friend"]  # fmt: skip
+_ACTIONS = ["smiles broadly", "frowns and looks away", "clenches his jaw", "lowers her eyes", "raises both eyebrows",
+            "speaks in a trembling voice", "laughs out loud", "sighs heavily", "stares at the floor",
+            "shouts at the other person", "covers her mouth", "shakes his head slowly", "wrinkles her nose",
+            "bites her lip", "leans back in the chair", "grips the table edge"]  # fmt: skip
+_DETAILS = ["while the camera zooms in", "in a dim kitchen", "as the music swells", "after hearing the news",
+            "with tears in her eyes", "near the window", "under bright office lights", "in front of a crowd",
+            "while holding a phone", "before the scene cuts", "as his voice cracks", "in the quiet hallway"]  # fmt: skip
+_TAILS = ["which suggests {e}", "a clear sign of {e}", "pointing to {e}", "consistent with {e}", "hinting at {e}",
+          "so the mood reads as {e}", "and the tone conveys {e}"]  # fmt: skip
+_EMOTIONS = ["happiness", "anger", "sadness", "surprise", "fear", "disgust", "anxiety", "disappointment", "calm",
+             "contempt", "helplessness"]  # fmt: skip
+_ANSWERS = ["happy", "angry", "sad", "surprise", "fear", "disgust", "anxiety", "disappointment", "neutral"]
+
+
+def make_workload(num_requests: int, group_size: int, sentences: int, seed: int = 0) -> list[list[tuple]]:
+    """num_requests groups of group_size (id, text, ground_truth); sentences are (almost) all distinct."""
+    rng = random.Random(seed)
+    groups = []
+    for r in range(num_requests):
+        truth = rng.choice(_ANSWERS)
+        group = []
+        for i in range(group_size):
+            think = " ".join(
+                f"{rng.choice(_SUBJECTS)} {rng.choice(_ACTIONS)} {rng.choice(_DETAILS)}, "
+                f"{rng.choice(_TAILS).format(e=rng.choice(_EMOTIONS))} (shot {r}.{i}.{k})."
+                for k in range(sentences)
+            )
+            group.append(
+                (f"r{r}-c{i}", f"<think>{think}</think>\n<answer>{rng.choice(_ANSWERS)}</answer>", truth)
+            )
+        groups.append(group)
+    return groups
+
+
+def _summary(latencies: list[float], seconds: float, completions: int, sentences: int) -> dict:
+    lat = np.asarray(latencies) * 1000
+    return {
+        "seconds": round(seconds, 3),
+        "completions": completions,
+        "sentences": sentences,
+        "completions_per_s": round(completions / seconds, 2),
+        "sentences_per_s": round(sentences / seconds, 2),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def bench_bare_model(model_dir: Path, groups, num_threads: int | None, warm) -> dict:
+    from reward_service.erv import ErvModel
+
+    model = ErvModel.load(model_dir, num_threads=num_threads)
+    for group in warm:  # same warm-up as the served modes get
+        model.predict_proba(
+            [s for _, text, _ in group for s in reward.split_sentences(reward.extract_think(text))]
+        )
+    latencies, n_sent = [], 0
+    started = time.perf_counter()
+    for group in groups:
+        t0 = time.perf_counter()
+        per = [reward.split_sentences(reward.extract_think(text)) for _, text, _ in group]
+        flat = [s for p in per for s in p]
+        probs = model.predict_proba(flat)  # (sum S_i, L)
+        offset = 0
+        for (_, text, truth), sents in zip(group, per, strict=True):
+            rows = probs[offset : offset + len(sents)]
+            offset += len(sents)
+            reward.score_from_probs(text, truth, sents, rows, model.labels, model.tau, model.top_k)
+        n_sent += len(flat)
+        latencies.append(time.perf_counter() - t0)
+    return _summary(latencies, time.perf_counter() - started, sum(len(g) for g in groups), n_sent)
+
+
+async def _bench_stream(address: str, groups, clients: int) -> dict:
+    from reward_service.client import Completion, RewardClient
+
+    latencies: list[float] = []
+    n_sent = sum(len(reward.split_sentences(reward.extract_think(t))) for g in groups for _, t, _ in g)
+
+    async def one_client(share):
+        async with RewardClient(address, deadline_s=300) as client, client.stream() as stream:
+            for group in share:
+                t0 = time.perf_counter()
+                scores = await stream.score([Completion(*c) for c in group])
+                assert len(scores) == len(group)
+                latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client(groups[k::clients]) for k in range(clients)))
+    return _summary(latencies, time.perf_counter() - started, sum(len(g) for g in groups), n_sent)
+
+
+async def _bench_post(base_url: str, groups, clients: int) -> dict:
+    import httpx
+
+    completions = [c for g in groups for c in g]
+    latencies: list[float] = []
+    n_sent = sum(len(reward.split_sentences(reward.extract_think(t))) for _, t, _ in completions)
+
+    async def one_client(share):
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as http:
+            for cid, text, truth in share:
+                t0 = time.perf_counter()
+                resp = await http.post(
+                    "/v1/score", json={"completions": [{"id": cid, "text": text, "ground_truth": truth}]}
+                )
+                resp.raise_for_status()
+                latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client(completions[k::clients]) for k in range(clients)))
+    return _summary(latencies, time.perf_counter() - started, len(completions), n_sent)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_server(model_dir: Path, num_threads: int | None, ready: Path) -> tuple[subprocess.Popen, int, int]:
+    cmd = [sys.executable, "-m", "reward_service.server", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+           "--grpc-port", str(_free_port()), "--http-port", str(_free_port()), "--sentence-cache-size", "0",
+           "--ready-file", str(ready)]  # fmt: skip
+    if num_threads:
+        cmd += ["--num-threads", str(num_threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):
+        if ready.exists() and ready.read_text().strip():
+            grpc_port, http_port = (int(p) for p in ready.read_text().split())
+            return proc, grpc_port, http_port
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"erv-grpo: error: reward server exited during start-up: {proc.stderr.read()[-2000:]}"
+            )
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("erv-grpo: error: reward server did not become ready within 60 s")
+
+
+def _scrape(http_port: int) -> dict:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("erv_reward_batch_size_sum", "erv_reward_batch_size_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    count = values.get("erv_reward_batch_size_count", 0)
+    return {
+        "model_batches": int(count),
+        "mean_batch_sentences": round(values.get("erv_reward_batch_size_sum", 0) / count, 1) if count else 0,
+    }
+
+
+def run_bench(args) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "model.onnx").is_file():
+        raise SystemExit(
+            f"erv-grpo: error: no ERV model at {model_dir}; run `erv-grpo models prepare` first (or pass --model-dir)"
+        )
+    if args.clients < 1 or args.requests < 1 or args.group_size < 1 or args.sentences < 1:
+        raise SystemExit("erv-grpo: error: --clients, --requests, --group-size and --sentences must be >= 1")
+    groups = make_workload(args.requests, args.group_size, args.sentences)
+    warm = make_workload(max(2, args.clients), args.group_size, args.sentences, seed=1)
+    print(
+        f"workload: {args.requests} requests x {args.group_size} completions x ~{args.sentences} sentences; K={args.clients}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, grpc_port, http_port = _start_server(model_dir, args.num_threads, Path(tmp) / "ready")
+        try:
+            address, base = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
+            asyncio.run(_bench_stream(address, warm, args.clients))  # warm-up: connections, ORT arenas
+            before = _scrape(http_port)
+            stream = asyncio.run(_bench_stream(address, groups, args.clients))
+            after = _scrape(http_port)
+            stream["model_batches"] = after["model_batches"] - before["model_batches"]
+            print(f"gRPC streaming:           {stream['completions_per_s']:8.1f} completions/s  {stream['sentences_per_s']:8.1f} sentences/s"
+                  f"  p50 {stream['latency_ms_p50']} ms  p99 {stream['latency_ms_p99']} ms (per request of {args.group_size})")  # fmt: skip
+            asyncio.run(_bench_post(base, [[c for g in warm for c in g][: 4 * args.clients]], args.clients))
+            before = _scrape(http_port)
+            post = asyncio.run(_bench_post(base, groups, args.clients))
+            after = _scrape(http_port)
+            post["model_batches"] = after["model_batches"] - before["model_batches"]
+            print(f"JSON POST per completion: {post['completions_per_s']:8.1f} completions/s  {post['sentences_per_s']:8.1f} sentences/s"
+                  f"  p50 {post['latency_ms_p50']} ms  p99 {post['latency_ms_p99']} ms (per completion)")  # fmt: skip
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    bare = bench_bare_model(
+        model_dir, groups, args.num_threads, warm
+    )  # after the server is gone: no CPU sharing
+    print(f"bare ErvModel:            {bare['completions_per_s']:8.1f} completions/s  {bare['sentences_per_s']:8.1f} sentences/s"
+          f"  p50 {bare['latency_ms_p50']} ms  p99 {bare['latency_ms_p99']} ms (per request)")  # fmt: skip
+    stream_vs_post = stream["completions_per_s"] / post["completions_per_s"]
+    stream_vs_bare = stream["completions_per_s"] / bare["completions_per_s"]
+    result = {
+        "benchmark": "reward",
+        "model_dir": str(model_dir),
+        "model_version": json.loads((model_dir / "labels.json").read_text()).get("version"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "workload": {
+            "requests": args.requests,
+            "group_size": args.group_size,
+            "sentences_per_completion": args.sentences,
+            "clients": args.clients,
+            "num_threads": args.num_threads,
+            "sentence_cache": "off",
+        },  # fmt: skip
+        "modes": {"grpc_stream": stream, "json_post_per_completion": post, "bare_model": bare},
+        "stream_vs_post_throughput": round(stream_vs_post, 2),
+        "stream_vs_bare_throughput": round(stream_vs_bare, 3),
+        "serving_overhead": round(1 - stream_vs_bare, 3),
+        "goals": {
+            "stream_at_least_5x_post": stream_vs_post >= 5,
+            "serving_overhead_at_most_20pct": stream_vs_bare >= 0.8,
+        },
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"streaming / POST-per-completion: {stream_vs_post:.2f}x; streaming / bare model: {stream_vs_bare:.2f} "
+          f"(serving overhead {100 * (1 - stream_vs_bare):.1f}%); wrote {args.output}")  # fmt: skip
+    return 0
