@@ -20,6 +20,9 @@ def _entrypoint_config(entrypoint: str):
     from orchestrator.config import load_config
 
     argv = shlex.split(entrypoint)
+    if argv[0] == "cd":  # `cd /home/ray && erv-grpo train ...`: the image keeps configs/ under /home/ray
+        assert argv[2] == "&&", entrypoint
+        argv = argv[3:]
     assert argv[:2] == ["erv-grpo", "train"], entrypoint
     config_path, overrides, i = None, [], 2
     while i < len(argv):
