@@ -41,6 +41,10 @@ def grpc_client_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tupl
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 0),  # RewardClient retries itself, reusing the request_id
+        # A restarted reward service is found again within seconds, not gRPC's default 2 minutes.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 3000),
     ]
 
 

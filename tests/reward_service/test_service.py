@@ -18,6 +18,8 @@ from reward_service.erv import ErvModel
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
 from tests.reward_service.service_helpers import GatedModel, make_group, running_service, sentence
 
+pytestmark = pytest.mark.timeout(300)  # a hung server fails the test, not the run
+
 
 @pytest.fixture(scope="module")
 def erv(tiny_erv_dir):

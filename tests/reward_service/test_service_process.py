@@ -21,6 +21,7 @@ from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
 from tests.reward_service.service_helpers import free_port, make_group
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(300)  # a hung server fails the test instead of the whole run
 
 
 def start_server(model_dir, grpc_port, http_port, ready_file, *extra):
@@ -77,7 +78,7 @@ def test_kill_9_and_restart_under_load_every_completion_scored_once(tiny_erv_dir
         return killed_at
 
     async def main():
-        rewards = [RewardClient(f"127.0.0.1:{grpc_port}", max_attempts=30, backoff_initial_s=0.05, backoff_max_s=0.5)
+        rewards = [RewardClient(f"127.0.0.1:{grpc_port}", max_attempts=200, backoff_initial_s=0.05, backoff_max_s=0.5)
                    for _ in range(clients)]  # fmt: skip
         try:
             results = await asyncio.gather(killer(), *(one_client(c, rewards[c]) for c in range(clients)))
@@ -111,7 +112,7 @@ def test_kill_9_and_restart_under_load_every_completion_scored_once(tiny_erv_dir
 def test_sigterm_drains_in_flight_work_and_exits_0(tiny_erv_dir, tmp_path):
     grpc_port, http_port = free_port(), free_port()
     # a long batch wait keeps one request queued while we send SIGTERM
-    proc = start_server(tiny_erv_dir, grpc_port, http_port, tmp_path / "ready", "--max-wait-ms", "1500",
+    proc = start_server(tiny_erv_dir, grpc_port, http_port, tmp_path / "ready", "--max-wait-ms", "3000",
                         "--drain-seconds", "20")  # fmt: skip
     completion = reward_pb2.Completion(
         id="a", text="<think>The man smiles.</think><answer>happy</answer>", ground_truth="happy"

@@ -16,10 +16,13 @@ from reward_service.client import RewardClient
 from reward_service.erv import ErvModel
 from tests.reward_service.service_helpers import free_port, make_group, running_service
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None or shutil.which("promtool") is None,
-    reason="needs the Debian package prometheus (make sysdeps)",
-)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None or shutil.which("promtool") is None,
+        reason="needs the Debian package prometheus (make sysdeps)",
+    ),
+]
 
 
 async def query(http: httpx.AsyncClient, promql: str) -> float | None:

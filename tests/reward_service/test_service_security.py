@@ -12,6 +12,8 @@ from reward_service.client import RewardClient, RewardRequestError, RewardUnavai
 from reward_service.erv import ErvModel
 from tests.reward_service.service_helpers import make_certs, make_group, running_service
 
+pytestmark = pytest.mark.timeout(300)  # a hung server fails the test, not the run
+
 TOKEN = "s3cret-token-for-tests"
 
 
