@@ -255,11 +255,14 @@ def build_grpc_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    address = f"{config.host}:{config.grpc_port}"
-    if config.tls_cert is not None:
-        port = server.add_secure_port(
-            address, server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-        )
-    else:
-        port = server.add_insecure_port(address)
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
+    address = f"{host}:{config.grpc_port}"
+    try:
+        if config.tls_cert is not None:
+            creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc reports a taken port this way
+        raise OSError(f"cannot bind gRPC to {address}: {err}") from None
     return server, port

@@ -40,7 +40,11 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise OSError(f"cannot bind HTTP to {host}:{port}: {err.strerror}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -144,8 +148,17 @@ class RewardService:
 
 
 async def serve_until_signal(config: RewardServiceConfig) -> int:
-    service = RewardService.from_config(config)
-    await service.start()
+    from reward_service.erv import ErvModelError
+
+    try:
+        service = RewardService.from_config(config)
+    except ErvModelError as err:
+        raise SystemExit(f"erv-grpo: error: --model-dir: {err}") from None
+    try:
+        await service.start()
+    except OSError as err:  # a port in use, an address not on this host
+        await service.stop(0)
+        raise SystemExit(f"erv-grpo: error: {err} (--host/--grpc-port/--http-port)") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

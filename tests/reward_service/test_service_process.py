@@ -4,6 +4,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -167,3 +168,11 @@ def test_cli_help_and_config_errors(tmp_path, tiny_erv_dir):
         [*cli, "--model-dir", str(tmp_path / "nope")], capture_output=True, text=True, env=env, cwd=REPO
     )
     assert missing.returncode != 0 and "--model-dir" in missing.stderr and "Traceback" not in missing.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([*cli, "--model-dir", str(tiny_erv_dir), "--grpc-port", "0", "--http-port", str(port)],
+                              capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert busy.returncode != 0 and f"cannot bind HTTP to 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr
