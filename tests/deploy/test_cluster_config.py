@@ -65,7 +65,8 @@ def test_overlay_agrees_with_cluster_config(overlay, rendered):
 
     rollout_gpus = config.rollout.num_workers * config.rollout.num_gpus_per_worker
     assert rollout_gpus == _group_gpus(groups["rollout"]), "rollout GPUs: config vs RayJob worker group"
-    assert config.ray.learner_num_gpus == _group_gpus(groups["learner"]), "learner GPUs: config vs RayJob"
+    learner_gpus = getattr(config.ray, "num_learners", 1) * config.ray.learner_num_gpus
+    assert learner_gpus == _group_gpus(groups["learner"]), "learner GPUs: config vs RayJob worker group"
     assert config.ray.address in (None, "auto"), "the driver runs on the head pod: join the local Ray"
 
     assert config.reward.address is not None, "on the cluster the reward service is reached by address"
@@ -80,19 +81,24 @@ def test_overlay_agrees_with_cluster_config(overlay, rendered):
     assert port == 50051
     assert port in {p["port"] for p in objs[("Service", service)]["spec"]["ports"]}
 
-    # Token and CA files the config names are where the rollout pods mount the Secrets.
-    rollout_mounts = {
-        m["name"]: m["mountPath"]
-        for m in groups["rollout"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    }
-    for path in (config.reward.token_file, getattr(config.rollout, "reward_token_file", None)):
-        if path:
-            assert path.startswith(rollout_mounts["reward-token"] + "/"), path
-    for path in (config.reward.tls_ca, getattr(config.rollout, "reward_tls_ca", None)):
-        if path:
-            assert path.startswith(rollout_mounts["reward-ca"] + "/"), path
-
+    # Every absolute path the config names is mounted in the pods that use it.
     head = job["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    mounts = {"head": _mounts(head)}
+    for name, group in groups.items():
+        mounts[name] = _mounts(group["template"]["spec"]["containers"][0])
+    needs = {
+        "head": [config.run.output_dir, config.data.train_file, config.data.test_file, config.learner.model],
+        "rollout": [config.learner.model, config.reward.token_file, config.reward.tls_ca,
+                    config.rollout.reward_token_file, config.rollout.reward_tls_ca],
+        "learner": [config.learner.model, config.run.output_dir],
+    }  # fmt: skip
+    for pod, paths in needs.items():
+        for path in paths:
+            if path and path.startswith("/"):
+                assert any(path == m or path.startswith(m + "/") for m in mounts[pod]), (
+                    f"{path} not mounted on {pod}"
+                )
+
     # Prometheus scrapes the pod IP: a metrics exporter bound to loopback would be unreachable.
     if hasattr(config.metrics, "host"):
         assert config.metrics.host in ("0.0.0.0", "::"), "metrics.host must listen on the pod IP in a cluster"
@@ -100,3 +106,7 @@ def test_overlay_agrees_with_cluster_config(overlay, rendered):
         config.metrics.prometheus_port
         == {p["name"]: p["containerPort"] for p in head["ports"]}["erv-metrics"]
     )
+
+
+def _mounts(container: dict) -> list[str]:
+    return [m["mountPath"] for m in container.get("volumeMounts", [])]
