@@ -42,11 +42,19 @@ class Cluster:
 
     def add_workers(self, count: int) -> list:
         """Start `count` more rollout workers (between steps); the caller syncs weights to them."""
+        rollout, reward = self.config.rollout, self.config.reward
+        # The workers' reward client uses the reward section's credentials unless rollout sets its own.
+        rollout = rollout.model_copy(
+            update={
+                "reward_tls_ca": rollout.reward_tls_ca or reward.tls_ca,
+                "reward_token_file": rollout.reward_token_file or reward.token_file,
+            }
+        )
         new = self._start_workers(
             count,
             first_id=len(self.workers),
             model=self.config.learner.model,
-            config=self.config.rollout,
+            config=rollout,
             reward_address=self.reward_address,
             seed=self.config.run.seed,
         )
@@ -54,15 +62,11 @@ class Cluster:
         return new
 
     def start_learner(self):
-        """A fresh learner actor for one run (policy + frozen reference from learner.model)."""
-        import ray
+        """Fresh learner actor(s) for one run (policy + frozen reference from learner.model), data parallel."""
+        from policy.actor import LearnerGroup
 
-        from policy.learner import Learner
-
-        actor_cls = ray.remote(
-            num_cpus=self.config.ray.learner_num_cpus, num_gpus=self.config.ray.learner_num_gpus
-        )(Learner)
-        return actor_cls.remote(self.config.learner)
+        r = self.config.ray
+        return LearnerGroup(self.config.learner, r.num_learners, r.learner_num_cpus, r.learner_num_gpus)
 
     def close(self) -> None:
         import ray

@@ -1,11 +1,12 @@
-"""`erv-grpo` commands owned by the orchestrator: models prepare, demo (later: train, eval, bench rollout).
+"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, models prepare, bench rollout.
 
-Runs in the user's shell process; heavy imports happen inside the handlers.
+Runs in the user's shell process; heavy imports (ray, vllm, torch) happen inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_CACHE = Path(".cache/models")
@@ -27,22 +28,103 @@ def register(sub, groups) -> None:
     )
     prepare.set_defaults(func=_models_prepare)
 
-    demo = sub.add_parser("demo", help="run the embedded demo (what `make demo` runs)")
+    demo = sub.add_parser(
+        "demo",
+        help="run the embedded demo (what `make demo` runs)",
+        description="A few GRPO steps of the SFT-cold-started SmolLM2 with the embedded ERV (configs/demo.yaml), "
+        "with an eval table before and after; writes a run folder under runs/.",
+    )
     demo.add_argument(
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedded models (default %(default)s)"
     )
+    demo.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of configs/demo.yaml"
+    )
     demo.set_defaults(func=_demo)
+
+    train = sub.add_parser(
+        "train",
+        help="GRPO training with vLLM rollouts and the ERV reward service",
+        description="Run the GRPO loop of a YAML config (see configs/). Metrics go to RUN_DIR/metrics.jsonl, "
+        "TensorBoard and a Prometheus endpoint; checkpoints to RUN_DIR/checkpoints.",
+    )
+    train.add_argument(
+        "--config", type=Path, required=True, help="YAML training config (e.g. configs/tiny.yaml)"
+    )
+    train.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rollout.num_workers=2"
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue this run folder from its last checkpoint",
+    )
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="WAR, UAR, EEA, EPC, FCR of one or more policies on a prompt file",
+        description="Generate one answer per prompt with vLLM (temperature and length from the config's eval "
+        "section; paper: 0.3, 512) and compute the ERV paper's metrics, the explanation judged by the ERV or an "
+        "LLM behind an OpenAI-compatible URL. Several --model give a comparison table (e.g. before/after).",
+    )
+    ev.add_argument(
+        "--config", type=Path, required=True, help="YAML training config (eval and reward sections are used)"
+    )
+    ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. eval.limit=50")
+    ev.add_argument(
+        "--model", action="append", default=None, metavar="NAME=DIR",
+        help="policy to evaluate (HF folder or checkpoint's learner/ folder); repeat to compare; default learner.model",
+    )  # fmt: skip
+    ev.add_argument("--prompts", type=Path, default=None, help="prompt JSONL (default data.test_file)")
+    ev.add_argument("--erv-dir", type=Path, default=None, help="ERV judge folder (default reward.model_dir)")
+    ev.add_argument(
+        "--output", type=Path, default=None, help="folder for eval_<name>.json and eval.md (default: none)"
+    )
+    ev.set_defaults(func=_eval)
+
+    bench = groups["bench"].add_parser(
+        "rollout",
+        help="vLLM vs HF generate tokens/s at G=16, and a demo step's per-phase breakdown",
+        description="Same model, prompts and sampling for vLLM and transformers' generate; then a short demo "
+        "training run timing generate / reward wait / update / weight sync. Writes JSON.",
+    )
+    bench.add_argument("--model", type=Path, default=None, help="HF folder (default: the demo's SFT policy)")
+    bench.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedded models (default %(default)s)"
+    )
+    bench.add_argument("--prompts", type=int, default=2, help="train prompts sampled (default %(default)s)")
+    bench.add_argument(
+        "--group-size", type=int, default=16, help="completions per prompt G (default %(default)s)"
+    )
+    bench.add_argument(
+        "--max-tokens", type=int, default=96, help="completion length limit (default %(default)s)"
+    )
+    bench.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (default %(default)s)"
+    )
+    bench.add_argument(
+        "--threads", type=int, default=2, help="torch threads for HF generate (default %(default)s)"
+    )
+    bench.add_argument(
+        "--demo-steps", type=int, default=2, help="GRPO steps timed for the breakdown; 0 skips it"
+    )
+    bench.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where the timed run goes (default %(default)s)"
+    )
+    bench.add_argument(
+        "--output", type=Path, default=Path("bench/results/rollout.json"), help="JSON result file"
+    )
+    bench.set_defaults(func=_bench_rollout)
 
 
 def _models_prepare(args: argparse.Namespace) -> int:
     if args.only in (None, "erv"):
         from reward_service.embedded import prepare_erv
 
-        from reward_service.examples import format_scores, score_examples
-
-        erv_dir = prepare_erv(args.cache_dir)
-        print(f"ERV ready at {erv_dir}; example completions scored end to end:")
-        print(format_scores(score_examples(erv_dir)))
+        print(f"ERV ready at {prepare_erv(args.cache_dir)}")
     if args.only in (None, "policy"):
         from policy.embedded import prepare_policy
 
@@ -53,4 +135,102 @@ def _models_prepare(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
 
-    return run_demo(args.cache_dir)
+    return run_demo(args.cache_dir, args.overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+
+    config = load_config(args.config, args.overrides)  # fails here, named, before anything starts
+    if args.resume is not None and not args.resume.is_dir():
+        raise SystemExit(f"erv-grpo: error: --resume {args.resume} is not a run folder")
+    from orchestrator.loop import train
+
+    run_dir = train(config, resume=args.resume)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _parse_models(specs: list[str] | None, default: str) -> dict[str, str]:
+    if not specs:
+        return {Path(default).name: default}
+    models = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        if not Path(path).is_dir():
+            raise SystemExit(f"erv-grpo: error: --model {spec}: {path} is not a model folder")
+        models[name or Path(path).name] = path
+    return models
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    models = _parse_models(args.model, config.learner.model)
+    erv_dir = args.erv_dir or config.reward.model_dir
+    if config.eval.judge == "erv" and (erv_dir is None or not Path(erv_dir).is_dir()):
+        raise SystemExit(
+            f"erv-grpo: error: ERV judge folder {erv_dir} does not exist (--erv-dir or reward.model_dir)"
+        )
+    if config.eval.judge == "llm" and not config.eval.judge_url:
+        raise SystemExit("erv-grpo: error: eval.judge=llm needs eval.judge_url")
+
+    from orchestrator.data import load_prompts
+    from orchestrator.evaluate import (
+        erv_judge,
+        format_table,
+        generate_texts,
+        llm_judge,
+        score_texts,
+        write_eval,
+    )
+    from rollout.engine import VllmEngine
+
+    records = load_prompts(args.prompts or config.data.test_file)[: config.eval.limit]
+    judge = (
+        erv_judge(erv_dir, config.eval.labels)
+        if config.eval.judge == "erv"
+        else llm_judge(config.eval.judge_url, config.eval.judge_model, config.eval.labels)
+    )
+    rollout = config.rollout
+    engine = None
+    results = {}
+    for version, (name, path) in enumerate(models.items()):
+        if engine is None:
+            engine = VllmEngine(path, dtype=rollout.dtype, max_model_len=rollout.max_model_len,
+                                enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
+        else:  # same architecture: swap the weights in place instead of starting another engine
+            engine.load_weights(version, [_read_weights(path)])
+        texts = generate_texts(engine.generate, records, config.eval, seed=config.run.seed)
+        metrics, rows = score_texts(texts, records, judge)
+        results[name] = metrics
+        if args.output:
+            write_eval(args.output, name, metrics, rows)
+        print(f"{name}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()), file=sys.stderr)
+    table = format_table(results)
+    print(table)
+    if args.output:
+        (args.output / "eval.md").write_text(table + "\n")
+    return 0
+
+
+def _read_weights(folder: str) -> list:
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("model*.safetensors"))
+    if not files:
+        raise SystemExit(f"erv-grpo: error: --model {folder} has no model*.safetensors")
+    return [item for f in files for item in load_file(str(f)).items()]
+
+
+def _bench_rollout(args: argparse.Namespace) -> int:
+    from orchestrator.bench import run_bench
+
+    if args.model is None:
+        from policy.sft import prepare_sft_policy
+
+        args.model = prepare_sft_policy(args.cache_dir)
+    if not Path(args.model).is_dir():
+        raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
+    return run_bench(args)

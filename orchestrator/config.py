@@ -47,6 +47,9 @@ class RayConfig(_Strict):
         None, description="join this Ray cluster (e.g. 'auto', 'ray://head:10001'); None: start a local one"
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray instance (None: all)")
+    num_learners: int = Field(
+        1, ge=1, description="data-parallel learner actors (torch.distributed, gloo/NCCL)"
+    )
     learner_num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved for the learner actor")
     learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved for the learner actor")
 

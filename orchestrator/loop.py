@@ -29,7 +29,6 @@ def train(
     config: TrainConfig, resume: str | Path | None = None, cluster: Cluster | None = None, on_step=None
 ) -> Path:
     """Run config.run.steps GRPO steps (continuing a run folder with `resume`); return the run folder."""
-    import ray
 
     run = TrainingRun(config, resume, cluster)
     try:
@@ -42,7 +41,7 @@ def train(
             )  # generate + reward (streamed, overlapped)
             batch = build_batch(groups, config.rollout.group_size, run.version)  # group-relative advantages
             t1 = time.perf_counter()
-            update = ray.get(run.learner.update.remote(batch))  # GRPO loss with KL to the frozen reference
+            update = run.learner.update(batch)  # GRPO loss with KL to the frozen reference
             t2 = time.perf_counter()
             run.sync_weights()  # learner -> every rollout engine, in buckets
             t3 = time.perf_counter()
@@ -196,7 +195,7 @@ class TrainingRun:
     # -- weights, logs, checkpoints -------------------------------------------------------------
     def sync_weights(self) -> None:
         ray = self._ray
-        version, buckets = ray.get(self.learner.export_weights.remote(self.config.run.weight_bucket_mb << 20))
+        version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
         ref = ray.put(buckets)  # one copy in the object store, read by every worker
         versions = ray.get([w.load_weights.remote(version, ref) for w in self.cluster.workers])
         assert versions == [version] * len(versions), versions
@@ -224,7 +223,7 @@ class TrainingRun:
         path = self.dir / "checkpoints" / f"step-{step:06d}"
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        self._ray.get(self.learner.save.remote(str(tmp / "learner")))
+        self.learner.save(tmp / "learner")
         state = {"step": step, "sampler": self.sampler.state()}
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
         shutil.rmtree(path, ignore_errors=True)
@@ -239,7 +238,7 @@ class TrainingRun:
             )
         latest = checkpoints[-1]
         state = json.loads((latest / "state.json").read_text())
-        self._ray.get(self.learner.load.remote(str(latest / "learner")))
+        self.learner.load(latest / "learner")
         self.sampler.load_state(state["sampler"])
         self.step = int(state["step"])
         # Steps logged after the checkpoint are redone: drop their records.
@@ -263,7 +262,7 @@ class TrainingRun:
         if hasattr(self, "sink"):
             self.sink.close()
         if getattr(self, "learner", None) is not None:
-            self._ray.kill(self.learner)
+            self.learner.shutdown()
             self.learner = None
         if self.owns_cluster and hasattr(self, "cluster"):
             self.cluster.close()

@@ -1,0 +1,130 @@
+"""`erv-grpo bench rollout`: vLLM vs Hugging Face `generate` tokens/s at G = 16, and a demo step's phase breakdown.
+
+Runs in the calling process (both generators in-process on the same model, prompts and sampling
+settings), then a short demo training run through the full system (Ray, reward subprocess) to
+time each phase. Writes bench/results/rollout.json.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+
+def hf_generate_tokens_per_second(model_dir: str, prompts: list[str], group_size: int, max_tokens: int,
+                                  temperature: float, threads: int) -> dict:  # fmt: skip
+    """Sample group_size completions per prompt with transformers' generate (batched per prompt)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokens, start = 0, time.perf_counter()
+    for prompt in prompts:
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+                                 max_new_tokens=max_tokens, num_return_sequences=group_size,
+                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)  # fmt: skip
+        new = out[:, ids["input_ids"].shape[1] :]
+        # Count tokens up to and including EOS, as vLLM does.
+        for row in new.tolist():
+            tokens += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+    seconds = time.perf_counter() - start
+    return {"completion_tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds}
+
+
+def vllm_tokens_per_second(model_dir: str, prompts: list[str], group_size: int, max_tokens: int,
+                           temperature: float) -> dict:  # fmt: skip
+    from rollout.config import CPU_VLLM_ENV
+    from rollout.engine import VllmEngine
+
+    engine = VllmEngine(model_dir, max_model_len=1024, env=CPU_VLLM_ENV)
+    engine.generate(prompts[:1], n=2, temperature=temperature, max_tokens=8)  # warm-up
+    start = time.perf_counter()
+    groups = engine.generate(prompts, n=group_size, temperature=temperature, max_tokens=max_tokens,
+                             seeds=list(range(len(prompts))))  # fmt: skip
+    seconds = time.perf_counter() - start
+    tokens = sum(len(c.token_ids) for g in groups for c in g.completions)
+    del engine
+    return {"completion_tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds}
+
+
+def demo_step_phases(cache_dir: Path, steps: int, output_dir: Path) -> dict:
+    from orchestrator.config import load_config
+    from orchestrator.loop import train
+    from orchestrator.tracking import read_metrics
+    from policy.sft import prepare_sft_policy
+    from reward_service.embedded import prepare_erv
+
+    config = load_config(
+        "configs/demo.yaml",
+        [f"learner.model={prepare_sft_policy(cache_dir)}", f"reward.model_dir={prepare_erv(cache_dir)}",
+         f"run.output_dir={output_dir}", f"run.name=bench-{time.strftime('%Y%m%d-%H%M%S')}",
+         f"run.steps={steps}", "metrics.prometheus_port=0"],
+    )  # fmt: skip
+    records = read_metrics(train(config))
+    phases = ("generate", "reward_wait", "update", "weight_sync")
+    per_step = [
+        {"step": r["step"], "step_seconds": r["step_seconds"], **{p: r[f"phase/{p}"] for p in phases},
+         "reward_wait_share": r["phase/reward_wait"] / r["step_seconds"]}
+        for r in records
+    ]  # fmt: skip
+    total = sum(r["step_seconds"] for r in records)
+    return {
+        "config": "configs/demo.yaml",
+        "group_size": config.rollout.group_size,
+        "prompts_per_step": config.run.prompts_per_step,
+        "steps": per_step,
+        "mean_share": {p: sum(r[f"phase/{p}"] for r in records) / total for p in phases},
+        "reward_wait_share": sum(r["phase/reward_wait"] for r in records) / total,
+    }
+
+
+def run_bench(args) -> int:
+    from orchestrator.data import load_prompts
+
+    prompts = [r.prompt for r in load_prompts("data/prompts/train.jsonl")[: args.prompts]]
+    model = str(args.model)
+    result = {
+        "benchmark": "rollout",
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "model": model,
+        "prompts": len(prompts),
+        "group_size": args.group_size,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+    }
+    print(f"vLLM: {len(prompts)} prompts x G={args.group_size}, up to {args.max_tokens} tokens", flush=True)
+    result["vllm"] = vllm_tokens_per_second(
+        model, prompts, args.group_size, args.max_tokens, args.temperature
+    )
+    print(f"  {result['vllm']['tokens_per_second']:.1f} tokens/s", flush=True)
+    print("Hugging Face generate, same model, prompts and sampling", flush=True)
+    result["hf_generate"] = hf_generate_tokens_per_second(
+        model, prompts, args.group_size, args.max_tokens, args.temperature, args.threads
+    )
+    print(f"  {result['hf_generate']['tokens_per_second']:.1f} tokens/s", flush=True)
+    result["vllm_over_hf"] = result["vllm"]["tokens_per_second"] / result["hf_generate"]["tokens_per_second"]
+    if args.demo_steps:
+        print(f"demo step breakdown: {args.demo_steps} GRPO step(s) of configs/demo.yaml", flush=True)
+        result["demo_step"] = demo_step_phases(args.cache_dir, args.demo_steps, args.runs_dir)
+    result["goals"] = {
+        "vllm_over_hf >= 1.5": result["vllm_over_hf"] >= 1.5,
+        **(
+            {"reward_wait_share <= 0.05": result["demo_step"]["reward_wait_share"] <= 0.05}
+            if args.demo_steps
+            else {}
+        ),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("vllm_over_hf", "goals")}, indent=2))
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,68 @@
+"""Configs in configs/ validate; overrides, unknown keys and bad values fail at start with the field named."""
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.config import load_config
+
+FILL = ["learner.model=/m", "reward.model_dir=/e"]
+
+
+def test_shipped_configs_validate():
+    tiny = load_config("configs/tiny.yaml", FILL)
+    assert tiny.rollout.num_workers == 2 and tiny.run.steps == 3
+    demo = load_config("configs/demo.yaml")
+    assert demo.rollout.group_size == 16 and demo.learner.kl_coef == 0.04
+    cluster = load_config("configs/a100-cluster.yaml")
+    assert (
+        cluster.reward.address and cluster.rollout.num_gpus_per_worker == 1 and cluster.ray.num_learners == 4
+    )
+    assert cluster.rollout.engine_env() == {}  # GPU workers get no CPU vLLM settings
+
+
+def test_dotted_overrides_parse_yaml_values():
+    c = load_config(
+        "configs/tiny.yaml",
+        [*FILL, "rollout.num_workers=3", "dynamic_sampling.enabled=true", "eval.limit=null"],
+    )
+    assert c.rollout.num_workers == 3 and c.dynamic_sampling.enabled is True and c.eval.limit is None
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rollout.num_wrkers=2", "rollout.num_wrkers: Extra inputs are not permitted"),
+        ("rollout.group_size=1", "rollout.group_size: Input should be greater than or equal to 2"),
+        ("learner.kl_coef=abc", "learner.kl_coef: Input should be a valid number"),
+        ("run.steps", "is not of the form key.path=value"),
+        ("run.steps.x=1", "run.steps.x"),
+    ],
+)
+def test_bad_values_are_named(override, message):
+    with pytest.raises(SystemExit, match=message.replace(".", r"\.")):
+        load_config("configs/tiny.yaml", [*FILL, override])
+
+
+def test_missing_reward_target_and_missing_file():
+    with pytest.raises(SystemExit, match="reward.model_dir .* or reward.address"):
+        load_config("configs/tiny.yaml", ["learner.model=/m"])
+    with pytest.raises(SystemExit, match="nope.yaml does not exist"):
+        load_config("nope.yaml")
+
+
+def test_cli_reports_config_errors_in_one_line(capsys):
+    with pytest.raises(SystemExit, match="erv-grpo: error: configs/tiny.yaml: rollout.bogus"):
+        main(["train", "--config", "configs/tiny.yaml", *FILL, "rollout.bogus=1"])
+    with pytest.raises(SystemExit, match="--resume /no/such/run is not a run folder"):
+        main(["train", "--config", "configs/tiny.yaml", *FILL, "--resume", "/no/such/run"])
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["bench", "rollout", "--help"]]
+)
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: erv-grpo" in out and "--" in out
