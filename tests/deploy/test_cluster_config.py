@@ -3,6 +3,7 @@ plus the entrypoint's dotted overrides): rollout and learner GPUs, reward addres
 
 from __future__ import annotations
 
+import copy
 import shlex
 
 import pytest
@@ -16,7 +17,9 @@ NAMESPACE = "erv-grpo"
 
 
 def _entrypoint_config(entrypoint: str):
-    """The TrainConfig the RayJob's `erv-grpo train --config FILE [k=v ...]` would load."""
+    """The TrainConfig the RayJob's `erv-grpo train --config FILE [KEY=VALUE ...]` would load,
+    parsed by the real `erv-grpo` argument parser."""
+    from orchestrator.cli import build_parser
     from orchestrator.config import load_config
 
     argv = shlex.split(entrypoint)
@@ -24,21 +27,9 @@ def _entrypoint_config(entrypoint: str):
         assert argv[2] == "&&", entrypoint
         argv = argv[3:]
     assert argv[:2] == ["erv-grpo", "train"], entrypoint
-    config_path, overrides, i = None, [], 2
-    while i < len(argv):
-        if argv[i] == "--config":
-            config_path, i = argv[i + 1], i + 2
-        elif argv[i] in ("--set", "-o"):
-            overrides.append(argv[i + 1])
-            i += 2
-        else:
-            assert "=" in argv[i] and not argv[i].startswith("-"), (
-                f"unexpected entrypoint argument {argv[i]!r}"
-            )
-            overrides.append(argv[i])
-            i += 1
-    assert config_path is not None
-    return load_config(ROOT / config_path, overrides)
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "train" and args.resume is None
+    return load_config(ROOT / args.config, args.overrides)
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -110,3 +101,16 @@ def test_overlay_agrees_with_cluster_config(overlay, rendered):
 
 def _mounts(container: dict) -> list[str]:
     return [m["mountPath"] for m in container.get("volumeMounts", [])]
+
+
+@pytest.mark.skipif(
+    not CLUSTER_CONFIG.is_file(), reason="configs/a100-cluster.yaml not written yet (orchestrator)"
+)
+def test_agreement_check_catches_a_mismatch(rendered):
+    objects = copy.deepcopy(rendered["a100"])
+    job = index(objects)[("RayJob", "erv-grpo-train")]
+    job["spec"]["entrypoint"] = job["spec"]["entrypoint"].replace(
+        "rollout.num_workers=24", "rollout.num_workers=16"
+    )
+    with pytest.raises(AssertionError, match="rollout GPUs"):
+        test_overlay_agrees_with_cluster_config("a100", {"a100": objects})
