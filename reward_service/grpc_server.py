@@ -159,23 +159,20 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         tasks: set[asyncio.Task] = set()
 
         async def score_one(msg):
-            try:
-                response, code, message, retry_ms = await self._score(
-                    msg, context.time_remaining(), "ScoreStream"
-                )
-                if code != grpc.StatusCode.OK:
-                    error = reward_pb2.RequestError(
-                        code=code.value[0], message=message, retry_after_ms=retry_ms
-                    )
-                    response = reward_pb2.ScoreResponse(request_id=msg.request_id, error=error)
-                await out.put(response)
-            finally:
-                slots.release()
+            response, code, message, retry_ms = await self._score(
+                msg, context.time_remaining(), "ScoreStream"
+            )
+            if code != grpc.StatusCode.OK:
+                error = reward_pb2.RequestError(code=code.value[0], message=message, retry_after_ms=retry_ms)
+                response = reward_pb2.ScoreResponse(request_id=msg.request_id, error=error)
+            await out.put(response)
 
         async def read_requests():
             try:
                 async for msg in request_iterator:
-                    await slots.acquire()  # at most max_inflight_per_stream requests of this stream at once
+                    # At most max_inflight_per_stream requests scored or unsent per stream: a client
+                    # that stops reading responses stops being read from (memory stays bounded).
+                    await slots.acquire()
                     task = asyncio.get_running_loop().create_task(score_one(msg))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -198,6 +195,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 if isinstance(item, Exception):
                     raise item
                 yield item
+                slots.release()  # the response has left: this request's slot is free
         finally:
             reader.cancel()
             for task in list(tasks):
