@@ -175,8 +175,8 @@ def register(sub, groups) -> None:
     bench.add_argument(
         "--requests",
         type=int,
-        default=48,
-        help="requests (groups of --group-size completions) per mode (default 48)",
+        default=24,
+        help="requests (groups of --group-size completions) per mode (default 24)",
     )
     bench.add_argument(
         "--group-size", type=int, default=16, help="completions per request, like one GRPO group (default 16)"
