@@ -194,6 +194,7 @@ def run_bench(args) -> int:
         )
     if args.clients < 1 or args.requests < 1 or args.group_size < 1 or args.sentences < 1:
         raise SystemExit("erv-grpo: error: --clients, --requests, --group-size and --sentences must be >= 1")
+    load_before = os.getloadavg()[0]  # other work on the machine slows every mode; recorded with the result
     groups = make_workload(args.requests, args.group_size, args.sentences)
     warm = make_workload(max(2, args.clients), args.group_size, args.sentences, seed=1)
     print(
@@ -235,6 +236,7 @@ def run_bench(args) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "workload": {
             "requests": args.requests,
