@@ -83,6 +83,27 @@ def is_zero_signal(group: ScoredGroup) -> bool:
     return max(group.totals) == min(group.totals)
 
 
+def dynamic_sampling(
+    groups: list[ScoredGroup], draw, max_extra_rounds: int
+) -> tuple[list[ScoredGroup], dict]:
+    """Drop zero-signal groups and draw replacements with `draw(count, round)`, at most max_extra_rounds times.
+
+    Returns at most len(groups) groups with signal; when none has any, the original groups (their
+    advantages are 0, so the update is the KL term only: never an update on nothing).
+    """
+    target = len(groups)
+    kept = [g for g in groups if not is_zero_signal(g)]
+    counts = {"zero_signal_groups": target - len(kept), "extra_rounds": 0}
+    for round_ in range(1, max_extra_rounds + 1):
+        if len(kept) >= target:
+            break
+        extra = draw(target - len(kept), round_)
+        counts["extra_rounds"] = round_
+        counts["zero_signal_groups"] += sum(is_zero_signal(g) for g in extra)
+        kept += [g for g in extra if not is_zero_signal(g)]
+    return (kept[:target] or groups), counts
+
+
 def request_seed(run_seed: int, step: int, prompt_id: str, round_: int) -> int:
     """Seed of one prompt's group: the same on any worker, after a resume and on a retried step."""
     return zlib.crc32(f"{run_seed}/{step}/{prompt_id}/{round_}".encode()) & 0x7FFFFFFF
@@ -120,22 +141,19 @@ class TrainingRun:
     # -- rollouts -------------------------------------------------------------------------------
     def rollouts_with_rewards(self, prompts, step: int) -> tuple[list[ScoredGroup], dict]:
         """Scored groups for `prompts`; with dynamic sampling, zero-signal groups are replaced (bounded)."""
-        cfg = self.config
         groups, stats = self._scored(prompts, step, round_=0)
-        zero = sum(is_zero_signal(g) for g in groups)
-        stats["zero_signal_groups"] = zero
-        if cfg.dynamic_sampling.enabled and zero:
-            kept = [g for g in groups if not is_zero_signal(g)]
-            for round_ in range(1, cfg.dynamic_sampling.max_extra_rounds + 1):
-                if len(kept) >= len(prompts):
-                    break
-                extra, extra_stats = self._scored(self.sampler.take(len(prompts) - len(kept)), step, round_)
-                for key in ("phase/generate", "phase/reward_wait", "completion_tokens"):
-                    stats[key] += extra_stats[key]
-                stats["zero_signal_groups"] += sum(is_zero_signal(g) for g in extra)
-                kept += [g for g in extra if not is_zero_signal(g)]
-            stats["dropped_groups"] = len(groups) - len(kept[: len(groups)])
-            groups = kept[: len(prompts)] or groups  # nothing with signal: train on KL only, never on nothing
+        if not self.config.dynamic_sampling.enabled:
+            stats["zero_signal_groups"] = sum(is_zero_signal(g) for g in groups)
+            return groups, stats
+
+        def draw(count: int, round_: int) -> list[ScoredGroup]:
+            extra, extra_stats = self._scored(self.sampler.take(count), step, round_)
+            for key in ("phase/generate", "phase/reward_wait", "completion_tokens"):
+                stats[key] += extra_stats[key]
+            return extra
+
+        groups, counts = dynamic_sampling(groups, draw, self.config.dynamic_sampling.max_extra_rounds)
+        stats.update(counts)
         return groups, stats
 
     def _scored(self, prompts, step: int, round_: int) -> tuple[list[ScoredGroup], dict]:
@@ -200,6 +218,13 @@ class TrainingRun:
         versions = ray.get([w.load_weights.remote(version, ref) for w in self.cluster.workers])
         assert versions == [version] * len(versions), versions
         self.version = version
+
+    def add_workers(self, count: int) -> None:
+        """Scale rollout out between steps: start `count` workers and give them the current weights."""
+        new = self.cluster.add_workers(count)
+        version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
+        ref = self._ray.put(buckets)
+        self._ray.get([w.load_weights.remote(version, ref) for w in new])
 
     def log(self, step: int, groups: list[ScoredGroup], stats: dict, update: dict) -> dict:
         rewards = [r for g in groups for r in g.rewards]
