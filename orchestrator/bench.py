@@ -8,6 +8,7 @@ time each phase. Writes bench/results/rollout.json.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -57,9 +58,9 @@ def vllm_tokens_per_second(model_dir: str, prompts: list[str], group_size: int, 
 
 
 def demo_step_phases(cache_dir: Path, steps: int, output_dir: Path) -> dict:
+    """Run `steps` GRPO steps of configs/demo.yaml through the whole system and break down their time."""
     from orchestrator.config import load_config
     from orchestrator.loop import train
-    from orchestrator.tracking import read_metrics
     from policy.sft import prepare_sft_policy
     from reward_service.embedded import prepare_erv
 
@@ -69,18 +70,29 @@ def demo_step_phases(cache_dir: Path, steps: int, output_dir: Path) -> dict:
          f"run.output_dir={output_dir}", f"run.name=bench-{time.strftime('%Y%m%d-%H%M%S')}",
          f"run.steps={steps}", "metrics.prometheus_port=0"],
     )  # fmt: skip
-    records = read_metrics(train(config))
+    return phase_breakdown(train(config))
+
+
+def phase_breakdown(run_dir: Path) -> dict:
+    """Per-step phase seconds of a finished run (its metrics.jsonl) and each phase's share of step time."""
+    from orchestrator.tracking import read_metrics
+
+    records = read_metrics(run_dir)
+    if not records:
+        raise SystemExit(f"erv-grpo: error: {run_dir} has no metrics.jsonl records")
+    config = json.loads((Path(run_dir) / "config.json").read_text())
     phases = ("generate", "reward_wait", "update", "weight_sync")
     per_step = [
         {"step": r["step"], "step_seconds": r["step_seconds"], **{p: r[f"phase/{p}"] for p in phases},
-         "reward_wait_share": r["phase/reward_wait"] / r["step_seconds"]}
+         "reward_wait_share": r["phase/reward_wait"] / r["step_seconds"],
+         "completion_tokens": r["completion_tokens"]}
         for r in records
     ]  # fmt: skip
     total = sum(r["step_seconds"] for r in records)
     return {
-        "config": "configs/demo.yaml",
-        "group_size": config.rollout.group_size,
-        "prompts_per_step": config.run.prompts_per_step,
+        "run_dir": str(run_dir),
+        "group_size": config["rollout"]["group_size"],
+        "prompts_per_step": config["run"]["prompts_per_step"],
         "steps": per_step,
         "mean_share": {p: sum(r[f"phase/{p}"] for r in records) / total for p in phases},
         "reward_wait_share": sum(r["phase/reward_wait"] for r in records) / total,
@@ -92,14 +104,40 @@ def run_bench(args) -> int:
 
     prompts = [r.prompt for r in load_prompts("data/prompts/train.jsonl")[: args.prompts]]
     model = str(args.model)
-    result = {
-        "benchmark": "rollout",
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+    # Parts can be run separately (--skip-compare, --demo-steps 0); each run updates the same JSON file.
+    result = json.loads(args.output.read_text()) if args.output.is_file() else {"benchmark": "rollout"}
+    result["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_1m": os.getloadavg()[0],
+    }
+    if not args.skip_compare:
+        compare_generators(args, model, prompts, result)
+    if args.from_run is not None:
+        result["demo_step"] = phase_breakdown(args.from_run)
+    elif args.demo_steps:
+        print(f"demo step breakdown: {args.demo_steps} GRPO step(s) of configs/demo.yaml", flush=True)
+        result["demo_step"] = demo_step_phases(args.cache_dir, args.demo_steps, args.runs_dir)
+    goals = {}
+    if "vllm_over_hf" in result:
+        goals["vllm_over_hf >= 1.5"] = result["vllm_over_hf"] >= 1.5
+    if "demo_step" in result:
+        goals["reward_wait_share <= 0.05"] = result["demo_step"]["reward_wait_share"] <= 0.05
+    result["goals"] = goals
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result.get(k) for k in ("vllm_over_hf", "goals")}, indent=2))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def compare_generators(args, model: str, prompts: list[str], result: dict) -> None:
+    result["generate_compare"] = {
         "model": model,
         "prompts": len(prompts),
         "group_size": args.group_size,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
+        "hf_threads": args.threads,
     }
     print(f"vLLM: {len(prompts)} prompts x G={args.group_size}, up to {args.max_tokens} tokens", flush=True)
     result["vllm"] = vllm_tokens_per_second(
@@ -112,19 +150,3 @@ def run_bench(args) -> int:
     )
     print(f"  {result['hf_generate']['tokens_per_second']:.1f} tokens/s", flush=True)
     result["vllm_over_hf"] = result["vllm"]["tokens_per_second"] / result["hf_generate"]["tokens_per_second"]
-    if args.demo_steps:
-        print(f"demo step breakdown: {args.demo_steps} GRPO step(s) of configs/demo.yaml", flush=True)
-        result["demo_step"] = demo_step_phases(args.cache_dir, args.demo_steps, args.runs_dir)
-    result["goals"] = {
-        "vllm_over_hf >= 1.5": result["vllm_over_hf"] >= 1.5,
-        **(
-            {"reward_wait_share <= 0.05": result["demo_step"]["reward_wait_share"] <= 0.05}
-            if args.demo_steps
-            else {}
-        ),
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("vllm_over_hf", "goals")}, indent=2))
-    print(f"wrote {args.output}")
-    return 0

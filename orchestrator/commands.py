@@ -227,10 +227,10 @@ def _read_weights(folder: str) -> list:
 def _bench_rollout(args: argparse.Namespace) -> int:
     from orchestrator.bench import run_bench
 
-    if args.model is None:
+    if args.model is None and not args.skip_compare:
         from policy.sft import prepare_sft_policy
 
         args.model = prepare_sft_policy(args.cache_dir)
-    if not Path(args.model).is_dir():
+    if not args.skip_compare and not Path(args.model).is_dir():
         raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
     return run_bench(args)
