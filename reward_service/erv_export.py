@@ -130,8 +130,12 @@ def export_erv(
     max_length: int = 128,
     check_sentences: list[str] | None = None,
     atol: float = ATOL,
+    extra: dict | None = None,
 ) -> dict:
-    """Write model.onnx, tokenizer.json and labels.json to out_dir; verify; return labels.json content."""
+    """Write model.onnx, tokenizer.json and labels.json to out_dir; verify; return labels.json content.
+
+    extra: more keys for labels.json (e.g. where the weights came from); not part of the version.
+    """
     if not 0.0 <= tau < 1.0:
         raise ExportError(f"--tau must be in [0, 1), got {tau}")
     if top_k < 1:
@@ -182,9 +186,14 @@ def export_erv(
         "top_k": int(top_k),
         "max_length": int(max_length),
         "version": content_version(out, columns, labels),
+        **(extra or {}),
     }
     (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n")
-    verify_export(out, model, tokenizer, check_sentences or CHECK_SENTENCES, atol=atol)
+    try:
+        verify_export(out, model, tokenizer, check_sentences or CHECK_SENTENCES, atol=atol)
+    except ExportError:
+        (out / "labels.json").unlink()  # a folder that failed verification must not load as a model
+        raise
     return meta
 
 
