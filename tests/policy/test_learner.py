@@ -49,6 +49,15 @@ def test_micro_batching_gives_the_same_step(tiny_qwen2_dir):
         torch.testing.assert_close(pa.grad, pb.grad, atol=1e-7, rtol=1e-4, msg=name)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_qwen2_dir):
+    batch = make_batch(seed=9)
+    a = _learner(tiny_qwen2_dir, lr=1e-3)
+    b = _learner(tiny_qwen2_dir, lr=1e-3, gradient_checkpointing=True)
+    assert a.update(batch)["loss"] == pytest.approx(b.update(batch)["loss"], abs=1e-7)
+    for pa, pb in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-7, rtol=1e-5)
+
+
 def test_update_metrics_and_reference_stays_frozen(tiny_qwen2_dir):
     learner = _learner(tiny_qwen2_dir, lr=1e-3, micro_batch_size=4)
     ref_before = {k: v.clone() for k, v in learner.reference.state_dict().items()}

@@ -132,3 +132,20 @@ def test_bench_learner_writes_json(tiny_qwen2_dir, tmp_path):
     assert result["group_size"] == 4 and result["completion_length"] == 8
     assert result["tokens_per_second"] > 0 and result["peak_memory_mb"] > 0
     assert result["completion_tokens_per_second"] * 14 == pytest.approx(result["tokens_per_second"] * 8)
+
+
+def test_prepared_folders_are_reused_without_work(tmp_path, monkeypatch):
+    from policy import embedded, sft
+
+    (tmp_path / sft.SFT_FOLDER).mkdir()
+    (tmp_path / sft.SFT_FOLDER / sft.REPORT_FILE).write_text("{}")
+    (tmp_path / embedded.FOLDER_NAME).mkdir()
+    (tmp_path / embedded.FOLDER_NAME / embedded.MARKER).write_text("{}")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished folder must not be rebuilt")
+
+    monkeypatch.setattr(sft, "run_sft", fail)
+    monkeypatch.setattr(embedded, "gguf_path", fail)
+    assert sft.prepare_sft_policy(tmp_path) == tmp_path / sft.SFT_FOLDER
+    assert embedded.prepare_policy(tmp_path) == tmp_path / embedded.FOLDER_NAME
