@@ -12,17 +12,23 @@ Run: `.venv/bin/python data/sft/build.py`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
 
-LABELS = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
-INSTRUCTION = (
-    "As an emotional recognition expert; throughout the video, which emotion conveyed by the characters "
-    "is the most obvious to you? Output the thinking process in <think> </think> and final emotion in "
-    "<answer> </answer> tags."
-)
-CHOICES = "Choose the emotion from: " + ", ".join(LABELS) + "."
+
+def _prompt_builder():
+    """data/prompts/build.py: the GRPO prompts' wording, shared so SFT prompts look exactly like them."""
+    path = Path(__file__).resolve().parents[1] / "prompts" / "build.py"
+    spec = importlib.util.spec_from_file_location("prompts_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_PROMPTS = _prompt_builder()
+LABELS, INSTRUCTION, CHOICES = _PROMPTS.LABELS, _PROMPTS.INSTRUCTION, _PROMPTS.CHOICES
 NOUN = {
     "happy": "happiness",
     "sad": "sadness",
