@@ -205,8 +205,9 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """UNAUTHENTICATED unless `authorization: Bearer <token>` matches (constant-time compare)."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, metrics=None):
         self._expected = f"Bearer {token}".encode()
+        self._metrics = metrics
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -217,6 +218,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return handler
 
         async def deny(request_or_iterator, context):
+            if self._metrics is not None:  # rpc label: the method name, e.g. Score
+                self._metrics.observe_request(
+                    handler_call_details.method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0
+                )
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
         kwargs = {
@@ -245,7 +250,7 @@ def build_grpc_server(
     servicer: RewardServicer, state: ServiceState, config: RewardServiceConfig, token: str | None
 ) -> tuple[grpc.aio.Server, int]:
     """An unstarted grpc.aio server with RewardService, health and reflection; returns it and its port."""
-    interceptors = [BearerTokenInterceptor(token)] if token else []
+    interceptors = [BearerTokenInterceptor(token, servicer.metrics)] if token else []
     server = grpc.aio.server(interceptors=interceptors, options=grpc_server_options(config.max_message_bytes))
     reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)

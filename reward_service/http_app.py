@@ -69,6 +69,7 @@ def build_http_app(scorer: RewardScorer, state, metrics, token: str | None = Non
     @app.post("/v1/score", summary="JSON mirror of the Score RPC")
     async def score(body: ScoreRequestJSON, authorization: str = Header("")):
         if expected is not None and not hmac.compare_digest(authorization.encode(), expected):
+            metrics.observe_request(HTTP_RPC, "UNAUTHENTICATED", 0.0)
             return _error(
                 401, "UNAUTHENTICATED", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
             )

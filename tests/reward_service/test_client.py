@@ -96,11 +96,11 @@ def test_unary_retries_reuse_request_id_and_drop_duplicates(code):
 
 
 def test_deadline_exceeded_is_retried():
-    service = ScriptedService(failures=1, sleep_s=1.0)
+    service = ScriptedService(failures=1, sleep_s=3.0)
 
     async def run(address):
         async with fast_client(address) as client:
-            return await client.score(GROUP, request_id="slow", deadline_s=0.3)
+            return await client.score(GROUP, request_id="slow", deadline_s=1.0)
 
     scores = asyncio.run(_with_scripted(service, run))
     assert sorted(scores) == ["a", "b"] and service.seen_request_ids == ["slow", "slow"]

@@ -33,9 +33,9 @@ def test_mutual_tls_and_token(erv, certs, tmp_path):
     group = make_group(random.Random(0), "s", size=2)
     outcomes = {}
 
-    async def try_grpc(name, address, **kwargs):
+    async def try_grpc(name, address, attempts=1, **kwargs):
         try:
-            async with RewardClient(address, max_attempts=1, deadline_s=5, **kwargs) as client:
+            async with RewardClient(address, max_attempts=attempts, deadline_s=30, **kwargs) as client:
                 outcomes[name] = sorted(await client.score(group))
         except RewardRequestError as err:
             outcomes[name] = err.code
@@ -52,7 +52,7 @@ def test_mutual_tls_and_token(erv, certs, tmp_path):
         ) as svc:
             address = f"127.0.0.1:{svc.grpc_port}"
             mtls = {"tls_ca": certs["ca"], "tls_cert": certs["client_cert"], "tls_key": certs["client_key"]}
-            await try_grpc("ok", address, token=TOKEN, **mtls)
+            await try_grpc("ok", address, attempts=5, token=TOKEN, **mtls)
             await try_grpc("wrong_token", address, token="nope", **mtls)
             await try_grpc("no_token", address, **mtls)
             await try_grpc("no_client_cert", address, token=TOKEN, tls_ca=certs["ca"])
@@ -75,6 +75,7 @@ def test_mutual_tls_and_token(erv, certs, tmp_path):
                 missing = await http.post("/v1/score", json=body)
                 metrics = await http.get("/metrics")
             outcomes["http"] = (good.status_code, wrong.status_code, missing.status_code, metrics.status_code)
+            outcomes["metrics"] = metrics.text
             no_cert = ssl.create_default_context(cafile=str(certs["ca"]))
             async with httpx.AsyncClient(base_url=base, verify=no_cert) as http:
                 with pytest.raises(httpx.HTTPError):
@@ -89,6 +90,9 @@ def test_mutual_tls_and_token(erv, certs, tmp_path):
     assert outcomes["plaintext"] == "unavailable"
     assert outcomes["health_without_token"] == "SERVING"
     assert outcomes["http"] == (200, 401, 401, 200)
+    assert 'erv_reward_requests_total{code="UNAUTHENTICATED",rpc="Score"} 2.0' in outcomes["metrics"]
+    assert 'erv_reward_requests_total{code="UNAUTHENTICATED",rpc="ScoreStream"} 1.0' in outcomes["metrics"]
+    assert 'erv_reward_requests_total{code="UNAUTHENTICATED",rpc="http_score"} 2.0' in outcomes["metrics"]
 
 
 def test_server_tls_without_client_certificates(erv, certs):
