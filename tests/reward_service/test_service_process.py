@@ -31,7 +31,7 @@ def start_server(model_dir, grpc_port, http_port, ready_file, *extra):
            "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--num-threads", "1",
            "--ready-file", str(ready_file), *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for _ in range(600):
+    for _ in range(2400):  # up to 120 s: imports and model load are slow on a busy CI box
         if ready_file.exists() and ready_file.read_text().strip():
             return proc
         if proc.poll() is not None:
