@@ -81,6 +81,9 @@ class RewardServiceConfig(BaseModel):
     max_queue_sentences: int = Field(
         20_000, ge=1, description="bound of sentences waiting for the model; past it RESOURCE_EXHAUSTED"
     )
+    max_concurrent_rpcs: int = Field(
+        4096, ge=1, description="gRPC calls (unary or streams) served at once; more get RESOURCE_EXHAUSTED"
+    )
     max_inflight_per_stream: int = Field(
         64, ge=1, description="requests of one ScoreStream scored at once; more wait (flow control)"
     )

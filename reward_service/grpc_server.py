@@ -251,7 +251,11 @@ def build_grpc_server(
 ) -> tuple[grpc.aio.Server, int]:
     """An unstarted grpc.aio server with RewardService, health and reflection; returns it and its port."""
     interceptors = [BearerTokenInterceptor(token, servicer.metrics)] if token else []
-    server = grpc.aio.server(interceptors=interceptors, options=grpc_server_options(config.max_message_bytes))
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=grpc_server_options(config.max_message_bytes),
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,  # with the bounded queue: memory stays bounded
+    )
     reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
     reflection.enable_server_reflection(
