@@ -2,7 +2,6 @@
 (tiny ERV), learner. One Ray + reward service + set of engines shared by the module's runs.
 """
 
-import json
 import urllib.request
 
 import pytest
@@ -128,4 +127,18 @@ def test_reward_service_killed_mid_run_pauses_and_continues(base, cluster, unint
         assert got["reward/total"] == want["reward/total"]
         assert got["prompt_ids"] == want["prompt_ids"]
     assert cluster.reward.serving()
-    json.dumps(records)
+
+
+def test_rollout_workers_can_be_added_between_steps(base, cluster):
+    import ray
+
+    def grow(step, run):
+        if step == 1:
+            run.add_workers(1)
+
+    run_dir = train(
+        base("run.name=grow", "run.steps=2", "run.prompts_per_step=3"), cluster=cluster, on_step=grow
+    )
+    records = read_metrics(run_dir)
+    assert "worker_tokens_per_second/2" not in records[0] and records[1]["worker_tokens_per_second/2"] > 0
+    assert ray.get([w.policy_version.remote() for w in cluster.workers]) == [2, 2, 2]
