@@ -33,12 +33,13 @@ REPORT_FILE = "sft_report.json"
 SFT_FOLDER = "smollm2-135m-erv-sft"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "sft"
 
-# Embedded (CPU) cold start. Deviations from the paper (5 epochs, lr 2e-5, cosine, warmup 0.03,
-# batch 32, all weights): 1 epoch, lr 1e-4, batch 16, only the last 8 of 30 layers trained, so
-# backward stops early; the short format-teaching targets need no more (measured: see report).
+# Embedded (CPU) cold start. Deviations from the paper (5 epochs, lr 2e-5, batch 32, all weights):
+# 1 epoch, lr 3e-4, batch 16, only the last 8 of 30 layers trained, so backward stops early and
+# a shared 2-core CPU finishes in minutes; enough to teach the short format-bearing targets
+# (measured held-out format rate in the folder's sft_report.json).
 EMBEDDED_SFT = {
     "epochs": 1,
-    "lr": 1e-4,
+    "lr": 3e-4,
     "warmup_ratio": 0.03,
     "schedule": "cosine",
     "batch_size": 16,
@@ -46,7 +47,6 @@ EMBEDDED_SFT = {
     "max_length": 256,
     "trainable_layers": 8,
     "eval_max_new_tokens": 80,
-    "eval_limit": 35,
 }
 
 
