@@ -186,6 +186,19 @@ def _scrape(http_port: int) -> dict:
     }
 
 
+def _measured(run, http_port: int) -> dict:
+    """Run one served mode; add how many model batches the server ran for it."""
+    before = _scrape(http_port)["model_batches"]
+    result = asyncio.run(run)
+    result["model_batches"] = _scrape(http_port)["model_batches"] - before
+    return result
+
+
+def _print(name: str, r: dict, latency_unit: str) -> None:
+    print(f"{name:<26}{r['completions_per_s']:8.1f} completions/s  {r['sentences_per_s']:8.1f} sentences/s"
+          f"  p50 {r['latency_ms_p50']} ms  p99 {r['latency_ms_p99']} ms ({latency_unit})")  # fmt: skip
+
+
 def run_bench(args) -> int:
     model_dir = Path(args.model_dir)
     if not (model_dir / "model.onnx").is_file():
@@ -205,27 +218,16 @@ def run_bench(args) -> int:
         try:
             address, base = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
             asyncio.run(_bench_stream(address, warm, args.clients))  # warm-up: connections, ORT arenas
-            before = _scrape(http_port)
-            stream = asyncio.run(_bench_stream(address, groups, args.clients))
-            after = _scrape(http_port)
-            stream["model_batches"] = after["model_batches"] - before["model_batches"]
-            print(f"gRPC streaming:           {stream['completions_per_s']:8.1f} completions/s  {stream['sentences_per_s']:8.1f} sentences/s"
-                  f"  p50 {stream['latency_ms_p50']} ms  p99 {stream['latency_ms_p99']} ms (per request of {args.group_size})")  # fmt: skip
+            stream = _measured(_bench_stream(address, groups, args.clients), http_port)
+            _print("gRPC streaming:", stream, f"per request of {args.group_size}")
             asyncio.run(_bench_post(base, [[c for g in warm for c in g][: 4 * args.clients]], args.clients))
-            before = _scrape(http_port)
-            post = asyncio.run(_bench_post(base, groups, args.clients))
-            after = _scrape(http_port)
-            post["model_batches"] = after["model_batches"] - before["model_batches"]
-            print(f"JSON POST per completion: {post['completions_per_s']:8.1f} completions/s  {post['sentences_per_s']:8.1f} sentences/s"
-                  f"  p50 {post['latency_ms_p50']} ms  p99 {post['latency_ms_p99']} ms (per completion)")  # fmt: skip
+            post = _measured(_bench_post(base, groups, args.clients), http_port)
+            _print("JSON POST per completion:", post, "per completion")
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    bare = bench_bare_model(
-        model_dir, groups, args.num_threads, warm
-    )  # after the server is gone: no CPU sharing
-    print(f"bare ErvModel:            {bare['completions_per_s']:8.1f} completions/s  {bare['sentences_per_s']:8.1f} sentences/s"
-          f"  p50 {bare['latency_ms_p50']} ms  p99 {bare['latency_ms_p99']} ms (per request)")  # fmt: skip
+    bare = bench_bare_model(model_dir, groups, args.num_threads, warm)  # server gone: no CPU sharing
+    _print("bare ErvModel:", bare, "per request")
     stream_vs_post = stream["completions_per_s"] / post["completions_per_s"]
     stream_vs_bare = stream["completions_per_s"] / bare["completions_per_s"]
     result = {
