@@ -148,6 +148,8 @@ def export_erv(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    if tokenizer.pad_token_id is None:
+        raise ExportError(f"--model {model_dir}: the tokenizer has no pad token")
     backend = tokenizer.backend_tokenizer
     backend.enable_truncation(max_length=max_length)
     backend.enable_padding(pad_id=int(tokenizer.pad_token_id), pad_token=str(tokenizer.pad_token))
