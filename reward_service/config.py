@@ -31,7 +31,7 @@ def grpc_server_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tupl
     ]
 
 
-def grpc_client_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+def grpc_client_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int | str]]:
     """Channel arguments of RewardClient, consistent with `grpc_server_options`."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -45,6 +45,9 @@ def grpc_client_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tupl
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.min_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 3000),
+        # With a dns:/// target naming several replicas (a headless Service), spread calls over all of
+        # them; the default pick_first would pin every worker's channel to one replica.
+        ("grpc.lb_policy_name", "round_robin"),
     ]
 
 
