@@ -9,6 +9,7 @@ Peak memory: CUDA max allocated on GPU, the process's peak RSS on CPU.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import statistics
@@ -69,7 +70,7 @@ def run_bench(args) -> dict:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    seconds = []
+    seconds, load_before = [], os.getloadavg()[0]
     for _ in range(args.repeats):
         start = time.perf_counter()
         learner.update(batch)
@@ -105,6 +106,8 @@ def run_bench(args) -> dict:
         "completion_tokens_per_second": batch.num_completion_tokens / median,
         "peak_memory_mb": peak_mb,
         "peak_memory_kind": "cuda_max_allocated" if cuda else "process_max_rss",
+        # On a shared CPU the other processes' load explains most of the spread between runs.
+        "load_average_1m": [load_before, os.getloadavg()[0]],
         "note": "tokens = prompt + completion tokens of the batch; one update = reference forward + "
         "policy forward/backward + clip + AdamW step",
     }
