@@ -60,6 +60,7 @@ def machine_info() -> dict:
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews both rates
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
