@@ -121,14 +121,23 @@ def register(sub, groups) -> None:
 
 
 def _models_prepare(args: argparse.Namespace) -> int:
-    if args.only in (None, "erv"):
-        from reward_service.embedded import prepare_erv
+    from policy.model_loading import ModelLoadError
+    from reward_service.embedded import EmbeddedErvError
 
-        print(f"ERV ready at {prepare_erv(args.cache_dir)}")
-    if args.only in (None, "policy"):
-        from policy.embedded import prepare_policy
+    try:
+        if args.only in (None, "erv"):
+            from reward_service.embedded import prepare_erv
+            from reward_service.examples import format_scores, score_examples
 
-        print(f"policy ready at {prepare_policy(args.cache_dir)}")
+            erv_dir = prepare_erv(args.cache_dir)
+            print(f"ERV ready at {erv_dir}; example completions scored end to end:")
+            print(format_scores(score_examples(erv_dir)))
+        if args.only in (None, "policy"):
+            from policy.embedded import prepare_policy
+
+            print(f"policy ready at {prepare_policy(args.cache_dir)}")
+    except (EmbeddedErvError, ModelLoadError, FileNotFoundError) as exc:
+        raise SystemExit(f"erv-grpo: error: {exc}") from None
     return 0
 
 
