@@ -117,6 +117,10 @@ class EvalConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
+    host: str = Field(
+        "127.0.0.1",
+        description="address the erv_grpo_* endpoint binds; 0.0.0.0 in a cluster so Prometheus reaches the pod",
+    )
     prometheus_port: int | None = Field(
         9400, ge=0, le=65535, description="serve erv_grpo_* metrics here (None: off, 0: free port)"
     )

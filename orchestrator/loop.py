@@ -135,7 +135,9 @@ class TrainingRun:
             self._restore()
         self.version = 0
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
-        self.sink = MetricsSink(self.dir, config.metrics.prometheus_port, config.metrics.tensorboard)
+        self.sink = MetricsSink(
+            self.dir, config.metrics.prometheus_port, config.metrics.tensorboard, config.metrics.host
+        )
         self.paused_seconds = 0.0
 
     # -- rollouts -------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ COMPONENTS = ("explanation", "format", "answer", "total")
 
 
 class MetricsSink:
-    def __init__(self, run_dir: Path, prometheus_port: int | None, tensorboard: bool):
+    def __init__(
+        self, run_dir: Path, prometheus_port: int | None, tensorboard: bool, host: str = "127.0.0.1"
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb = None
         if tensorboard:
@@ -24,9 +26,9 @@ class MetricsSink:
         self._server = None
         self.prometheus_port = None
         if prometheus_port is not None:
-            self._start_prometheus(prometheus_port)
+            self._start_prometheus(prometheus_port, host)
 
-    def _start_prometheus(self, port: int) -> None:
+    def _start_prometheus(self, port: int, host: str) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
         r = self.registry = CollectorRegistry()
@@ -54,7 +56,7 @@ class MetricsSink:
         self.c_zero = Counter(
             "erv_grpo_zero_signal_groups", "groups whose G rewards were all equal", registry=r
         )
-        self._server, _thread = start_http_server(port, addr="127.0.0.1", registry=r)
+        self._server, _thread = start_http_server(port, addr=host, registry=r)
         self.prometheus_port = self._server.server_port
 
     def log(self, record: dict) -> None:

@@ -15,7 +15,7 @@ def test_shipped_configs_validate():
     assert demo.rollout.group_size == 16 and demo.learner.kl_coef == 0.04
     cluster = load_config("configs/a100-cluster.yaml")
     assert (
-        cluster.reward.address and cluster.rollout.num_gpus_per_worker == 1 and cluster.ray.num_learners == 4
+        cluster.reward.address and cluster.rollout.num_gpus_per_worker == 1 and cluster.ray.num_learners == 8
     )
     assert cluster.rollout.engine_env() == {}  # GPU workers get no CPU vLLM settings
 
