@@ -60,6 +60,9 @@ class VllmEngine:
             enforce_eager=enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization,
             seed=seed,
+            # A prefill split across steps rewinds the request's seeded generator, which vLLM's CPU
+            # generators cannot do ("CPU Generator does not use offset"): schedule whole prompts only.
+            enable_chunked_prefill=False,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0

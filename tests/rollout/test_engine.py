@@ -80,3 +80,12 @@ def test_load_weights_changes_outputs_in_place_and_records_version(engine, tiny_
     assert [c.token_ids for c in restored] == [c.token_ids for c in before]
     for r, b in zip(restored, before, strict=True):
         assert r.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_seeded_batch_larger_than_one_prefill_step(engine):
+    # ~180-token prompts x 40 exceed one step's token budget: with chunked prefill, the split prompt's
+    # seeded CPU generator was rewound and vLLM crashed ("CPU Generator does not use offset").
+    prompts = [" ".join(f"cue{i}-{j}" for j in range(25)) for i in range(40)]
+    assert sum(len(engine.prompt_token_ids(p)) for p in prompts) > 4096
+    groups = engine.generate(prompts, n=2, temperature=0.3, max_tokens=4, seeds=list(range(40)))
+    assert [len(g.completions) for g in groups] == [2] * 40
