@@ -7,20 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from reward_service.labels import CANONICAL_LABELS
+
 DATA = Path(__file__).resolve().parents[2] / "data" / "erv"
-CANONICAL = {
-    "happy",
-    "angry",
-    "sad",
-    "neutral",
-    "surprise",
-    "disgust",
-    "fear",
-    "contempt",
-    "anxiety",
-    "helplessness",
-    "disappointment",
-}
+CANONICAL = set(CANONICAL_LABELS)
 
 
 def _load(name: str) -> list[dict]:
