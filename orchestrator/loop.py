@@ -118,9 +118,11 @@ class TrainingRun:
         self._ray = ray
         self.config = config
         self.dir = Path(resume) if resume else config.run_dir()
-        if not resume and self.dir.exists() and any(self.dir.iterdir()):
+        # Only a previous run's training output is protected: the cluster's reward-service log and a
+        # pre-training eval (the demo) may already be in the folder.
+        if not resume and any((self.dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
             raise SystemExit(
-                f"erv-grpo: error: run folder {self.dir} exists; pick another run.name or --resume it"
+                f"erv-grpo: error: run folder {self.dir} holds a run; pick another run.name or --resume it"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
