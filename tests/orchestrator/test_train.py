@@ -3,6 +3,7 @@
 """
 
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,11 @@ from orchestrator.cluster import Cluster
 from orchestrator.config import load_config
 from orchestrator.loop import train
 from orchestrator.tracking import read_metrics
+from tests.deploy.metric_names import dashboard_exprs, exported_names, promql_metric_names, rules_names
 from tests.orchestrator.tiny_policy import build_tiny_formatted_policy
 from tests.reward_service.tiny_erv import build_tiny_erv
+
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 
 pytestmark = pytest.mark.slow
 PROBE = dict(n=2, temperature=1.0, max_tokens=8, seeds=[123])
@@ -84,6 +88,12 @@ def test_three_steps_change_the_engines_weights(uninterrupted):
     text = probes[-1][3]
     assert "erv_grpo_step 3.0" in text and 'erv_grpo_phase_seconds{phase="reward_wait"}' in text
     assert 'erv_grpo_reward{component="explanation"}' in text and "erv_grpo_zero_signal_groups_total" in text
+    # Every training series the dashboard and alert rules read is exported by this real run.
+    used = rules_names(MONITORING / "rules" / "erv-grpo.rules.yml")[0].union(
+        *(promql_metric_names(e) for e in dashboard_exprs(MONITORING / "grafana" / "erv-grpo.json"))
+    )
+    training_used = {n for n in used if n.startswith("erv_grpo_") and ":" not in n}
+    assert training_used and not training_used - exported_names(text)
     assert (run_dir / "checkpoints" / "step-000003" / "learner" / "model.safetensors").is_file()
     assert list((run_dir / "tensorboard").glob("events.*"))
 
