@@ -115,6 +115,17 @@ def register(sub, groups) -> None:
         "--runs-dir", type=Path, default=Path("runs"), help="where the timed run goes (default %(default)s)"
     )
     bench.add_argument(
+        "--skip-compare",
+        action="store_true",
+        help="skip the vLLM vs HF generate comparison (keep the file's)",
+    )
+    bench.add_argument(
+        "--from-run",
+        type=Path,
+        default=None,
+        help="take the phase breakdown from a finished run folder (its metrics.jsonl) instead of training",
+    )
+    bench.add_argument(
         "--output", type=Path, default=Path("bench/results/rollout.json"), help="JSON result file"
     )
     bench.set_defaults(func=_bench_rollout)
@@ -242,4 +253,6 @@ def _bench_rollout(args: argparse.Namespace) -> int:
         args.model = prepare_sft_policy(args.cache_dir)
     if not args.skip_compare and not Path(args.model).is_dir():
         raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
+    if args.from_run is not None and not (args.from_run / "metrics.jsonl").is_file():
+        raise SystemExit(f"erv-grpo: error: --from-run {args.from_run} has no metrics.jsonl")
     return run_bench(args)
