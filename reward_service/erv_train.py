@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reward_service.erv_export import torch_predict_proba
 from reward_service.labels import CANONICAL_LABELS, UNKNOWN, normalize
 from reward_service.reward import label_sets
 
@@ -175,23 +176,6 @@ def load_base(base: str, num_labels: int):
     return model, tokenizer
 
 
-@torch.inference_mode()
-def predict(model, tokenizer, texts: list[str], max_length: int, batch_size: int) -> np.ndarray:
-    """(N, L) sigmoid probabilities in eval mode."""
-    model.eval()
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            texts[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        out.append(torch.sigmoid(model(**batch).logits).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(CANONICAL_LABELS)), dtype=np.float32)
-
-
 def _reset_pooler(model) -> None:
     pooler = getattr(model.base_model, "pooler", None)
     dense = getattr(pooler, "dense", None)
@@ -293,7 +277,9 @@ def train_erv(
     def validate(row: dict) -> None:
         nonlocal best, best_state
         if val:
-            probs = predict(model, tokenizer, [ex.text for ex in val], max_length, batch_size)
+            probs = torch_predict_proba(
+                model.eval(), tokenizer, [ex.text for ex in val], max_length, batch_size
+            )
             metrics = evaluate_probs(probs, val_gold, list(CANONICAL_LABELS))
             row |= {k: metrics[k] for k in ("macro_f1_set", "macro_f1_0.5", "contains_gold")}
             if best is None or metrics["macro_f1_set"] > best[1]["macro_f1_set"]:
