@@ -5,6 +5,7 @@ Each test starts its own service on free 127.0.0.1 ports and stops it (running_s
 
 import asyncio
 import random
+import socket
 
 import grpc
 import httpx
@@ -379,3 +380,17 @@ def test_http_side_scores_with_the_same_batcher_and_exports_metrics(erv):
                  'erv_reward_value_bucket{component="explanation"', "erv_reward_sentence_cache_hits_total",
                  "erv_reward_sentence_cache_misses_total", "erv_reward_model_info{version="):  # fmt: skip
         assert name in metrics, name
+
+
+def test_http_connections_have_nagle_off(erv):
+    # With Nagle on, each small response waited ~40 ms for the client's delayed ACK (found by bench reward).
+    async def main():
+        async with running_service(erv) as svc:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.http_port}") as http:
+                assert (await http.get("/healthz")).status_code == 200
+                sockets = [c.transport.get_extra_info("socket") for c in svc._http.server_state.connections]
+                return [sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets]
+
+    nodelay = asyncio.run(main())
+    assert nodelay, "the keep-alive connection should still be open"
+    assert all(nodelay), nodelay
