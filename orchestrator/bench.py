@@ -57,6 +57,25 @@ def vllm_tokens_per_second(model_dir: str, prompts: list[str], group_size: int, 
     return {"completion_tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds}
 
 
+def save_sampled_groups(model_dir: str, records, group_size: int, max_tokens: int, temperature: float,
+                        path: Path) -> int:  # fmt: skip
+    """Sample group_size completions per prompt with vLLM; write one JSON line per group (a reward workload)."""
+    from rollout.config import CPU_VLLM_ENV
+    from rollout.engine import VllmEngine
+
+    engine = VllmEngine(model_dir, max_model_len=1024, env=CPU_VLLM_ENV)
+    groups = engine.generate([r.prompt for r in records], n=group_size, temperature=temperature,
+                             max_tokens=max_tokens, seeds=list(range(len(records))))  # fmt: skip
+    del engine
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for record, group in zip(records, groups, strict=True):
+            line = {"prompt_id": record.id, "ground_truth": record.ground_truth,
+                    "completions": [c.text for c in group.completions]}  # fmt: skip
+            f.write(json.dumps(line) + "\n")
+    return sum(len(g.completions) for g in groups)
+
+
 def demo_step_phases(cache_dir: Path, steps: int, output_dir: Path) -> dict:
     """Run `steps` GRPO steps of configs/demo.yaml through the whole system and break down their time."""
     from orchestrator.config import load_config
@@ -102,8 +121,18 @@ def phase_breakdown(run_dir: Path) -> dict:
 def run_bench(args) -> int:
     from orchestrator.data import load_prompts
 
-    prompts = [r.prompt for r in load_prompts("data/prompts/train.jsonl")[: args.prompts]]
+    records = load_prompts("data/prompts/train.jsonl")[: args.prompts]
+    prompts = [r.prompt for r in records]
     model = str(args.model)
+    if args.save_groups is not None:
+        print(
+            f"sampling {len(records)} prompts x G={args.group_size} with vLLM for {args.save_groups}",
+            flush=True,
+        )
+        n = save_sampled_groups(model, records, args.group_size, args.max_tokens, args.temperature,
+                                args.save_groups)  # fmt: skip
+        print(f"wrote {n} completions to {args.save_groups}")
+        return 0
     # Parts can be run separately (--skip-compare, --demo-steps 0); each run updates the same JSON file.
     result = json.loads(args.output.read_text()) if args.output.is_file() else {"benchmark": "rollout"}
     result["machine"] = {

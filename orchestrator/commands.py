@@ -126,6 +126,14 @@ def register(sub, groups) -> None:
         help="take the phase breakdown from a finished run folder (its metrics.jsonl) instead of training",
     )
     bench.add_argument(
+        "--save-groups",
+        type=Path,
+        default=None,
+        metavar="JSONL",
+        help="only sample --prompts train prompts x G with vLLM and write the groups (a `bench reward "
+        "--workload` file); no timing",
+    )
+    bench.add_argument(
         "--output", type=Path, default=Path("bench/results/rollout.json"), help="JSON result file"
     )
     bench.set_defaults(func=_bench_rollout)
@@ -247,11 +255,11 @@ def _read_weights(folder: str) -> list:
 def _bench_rollout(args: argparse.Namespace) -> int:
     from orchestrator.bench import run_bench
 
-    if args.model is None and not args.skip_compare:
+    if args.model is None and (not args.skip_compare or args.save_groups is not None):
         from policy.sft import prepare_sft_policy
 
         args.model = prepare_sft_policy(args.cache_dir)
-    if not args.skip_compare and not Path(args.model).is_dir():
+    if (not args.skip_compare or args.save_groups is not None) and not Path(args.model).is_dir():
         raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
     if args.from_run is not None and not (args.from_run / "metrics.jsonl").is_file():
         raise SystemExit(f"erv-grpo: error: --from-run {args.from_run} has no metrics.jsonl")

@@ -1,11 +1,14 @@
 """`erv-grpo bench reward`: reward service throughput over loopback, three ways, in one run.
 
-Runs in the user's shell process and starts the reward service as a subprocess on free
-loopback ports. Same workload for every mode (GRPO-like groups of completions with about
-8 explanation sentences each, all distinct, sentence cache off so nothing is free):
+Runs in the user's shell process and starts each server as a subprocess on free loopback
+ports (a fresh one per mode, so no mode finds another's sentences cached). Same workload for
+every mode: GRPO groups of completions, either synthetic (about 8 explanation sentences each,
+all distinct) or read from a file of sampled groups (`bench rollout --save-groups`):
   - grpc_stream: K concurrent clients, each with one ScoreStream, one request per group;
-  - json_post_per_completion: K concurrent clients, one JSON POST per completion (how other
-    RL frameworks call a remote reward model);
+  - json_post_per_completion: K concurrent clients, one JSON POST per completion to our
+    service's /v1/score (which joins the same cross-request batches);
+  - baseline_post_per_completion: the same POSTs to a per-request server (bench_baseline.py),
+    how RL frameworks call and serve a remote reward model: one model call per request;
   - bare_model: ErvModel in this process, one predict_proba per group, no server.
 Writes completions/s, sentences/s and p50/p99 latency to a JSON file (bench/results/reward.json).
 """
@@ -13,6 +16,7 @@ Writes completions/s, sentences/s and p50/p99 latency to a JSON file (bench/resu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -61,6 +65,30 @@ def make_workload(num_requests: int, group_size: int, sentences: int, seed: int 
                 (f"r{r}-c{i}", f"<think>{think}</think>\n<answer>{rng.choice(_ANSWERS)}</answer>", truth)
             )
         groups.append(group)
+    return groups
+
+
+def load_workload(path: Path) -> list[list[tuple]]:
+    """Groups from a JSONL file, one {"prompt_id", "ground_truth", "completions": [text, ...]} per line."""
+    if not path.is_file():
+        raise SystemExit(f"erv-grpo: error: --workload {path} does not exist")
+    groups = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            truth, texts, prompt_id = record["ground_truth"], record["completions"], record["prompt_id"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise SystemExit(
+                f"erv-grpo: error: {path}:{n}: not a group line with prompt_id, ground_truth and completions "
+                f"({type(err).__name__}: {err})"
+            ) from None
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise SystemExit(f"erv-grpo: error: {path}:{n}: completions must be a non-empty list of strings")
+        groups.append([(f"{prompt_id}-c{i}", text, truth) for i, text in enumerate(texts)])
+    if not groups:
+        raise SystemExit(f"erv-grpo: error: --workload {path} has no groups")
     return groups
 
 
@@ -121,7 +149,7 @@ async def _bench_stream(address: str, groups, clients: int) -> dict:
     return _summary(latencies, time.perf_counter() - started, sum(len(g) for g in groups), n_sent)
 
 
-async def _bench_post(base_url: str, groups, clients: int) -> dict:
+async def _bench_post(base_url: str, groups, clients: int, route: str = "/v1/score") -> dict:
     import httpx
 
     completions = [c for g in groups for c in g]
@@ -134,7 +162,7 @@ async def _bench_post(base_url: str, groups, clients: int) -> dict:
             for cid, text, truth in share:
                 t0 = time.perf_counter()
                 resp = await http.post(
-                    "/v1/score", json={"completions": [{"id": cid, "text": text, "ground_truth": truth}]}
+                    route, json={"completions": [{"id": cid, "text": text, "ground_truth": truth}]}
                 )
                 resp.raise_for_status()
                 latencies.append(time.perf_counter() - t0)
@@ -150,24 +178,59 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(model_dir: Path, num_threads: int | None, ready: Path) -> tuple[subprocess.Popen, int, int]:
-    cmd = [sys.executable, "-m", "reward_service.server", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-           "--grpc-port", str(_free_port()), "--http-port", str(_free_port()), "--sentence-cache-size", "0",
-           "--ready-file", str(ready)]  # fmt: skip
-    if num_threads:
-        cmd += ["--num-threads", str(num_threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _wait_ready(proc: subprocess.Popen, is_ready, what: str) -> None:
     for _ in range(1200):
-        if ready.exists() and ready.read_text().strip():
-            grpc_port, http_port = (int(p) for p in ready.read_text().split())
-            return proc, grpc_port, http_port
+        if is_ready():
+            return
         if proc.poll() is not None:
-            raise SystemExit(
-                f"erv-grpo: error: reward server exited during start-up: {proc.stderr.read()[-2000:]}"
-            )
+            raise SystemExit(f"erv-grpo: error: {what} exited during start-up: {proc.stderr.read()[-2000:]}")
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit("erv-grpo: error: reward server did not become ready within 60 s")
+    raise SystemExit(f"erv-grpo: error: {what} did not become ready within 60 s")
+
+
+@contextlib.contextmanager
+def _reward_service(model_dir: Path, num_threads: int | None, cache_size: int):
+    """Our reward service as a subprocess; yields (grpc_port, http_port) and stops it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "ready"
+        cmd = [sys.executable, "-m", "reward_service.server", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+               "--grpc-port", str(_free_port()), "--http-port", str(_free_port()),
+               "--sentence-cache-size", str(cache_size), "--ready-file", str(ready)]  # fmt: skip
+        if num_threads:
+            cmd += ["--num-threads", str(num_threads)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_ready(proc, lambda: ready.exists() and ready.read_text().strip(), "reward server")
+            grpc_port, http_port = (int(p) for p in ready.read_text().split())
+            yield grpc_port, http_port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def _baseline_server(model_dir: Path, num_threads: int | None):
+    """The per-request baseline (bench_baseline.py) as a subprocess; yields its base URL and stops it."""
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "reward_service.bench_baseline", "--model-dir", str(model_dir),
+           "--port", str(port)] + (["--num-threads", str(num_threads)] if num_threads else [])  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait_ready(proc, ready, "baseline server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def _scrape(http_port: int) -> dict:
@@ -176,27 +239,33 @@ def _scrape(http_port: int) -> dict:
     text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
     values = {}
     for line in text.splitlines():
-        if line.startswith(("erv_reward_batch_size_sum", "erv_reward_batch_size_count")):
+        if line.startswith(("erv_reward_batch_size_", "erv_reward_sentence_cache_")) and " " in line:
             name, value = line.split()
             values[name] = float(value)
     count = values.get("erv_reward_batch_size_count", 0)
+    hits, misses = (values.get(f"erv_reward_sentence_cache_{k}_total", 0) for k in ("hits", "misses"))
     return {
         "model_batches": int(count),
         "mean_batch_sentences": round(values.get("erv_reward_batch_size_sum", 0) / count, 1) if count else 0,
+        "sentence_cache_hits": int(hits),
+        "sentence_cache_misses": int(misses),
     }
 
 
-def _measured(run, http_port: int) -> dict:
-    """Run one served mode; add how many model batches the server ran for it."""
-    before = _scrape(http_port)["model_batches"]
+def _served(run, http_port: int) -> dict:
+    """Run one mode against a fresh reward service; add what its /metrics say about the run."""
+    before = _scrape(http_port)
     result = asyncio.run(run)
-    result["model_batches"] = _scrape(http_port)["model_batches"] - before
+    after = _scrape(http_port)
+    result["model_batches"] = after["model_batches"] - before["model_batches"]
+    hits, misses = (after[k] - before[k] for k in ("sentence_cache_hits", "sentence_cache_misses"))
+    result["sentence_cache_hit_rate"] = round(hits / (hits + misses), 3) if hits + misses else 0.0
     return result
 
 
 def _print(name: str, r: dict, latency_unit: str) -> None:
-    print(f"{name:<26}{r['completions_per_s']:8.1f} completions/s  {r['sentences_per_s']:8.1f} sentences/s"
-          f"  p50 {r['latency_ms_p50']} ms  p99 {r['latency_ms_p99']} ms ({latency_unit})")  # fmt: skip
+    print(f"{name:<30}{r['completions_per_s']:8.1f} completions/s  {r['sentences_per_s']:8.1f} sentences/s"
+          f"  p50 {r['latency_ms_p50']} ms  p99 {r['latency_ms_p99']} ms ({latency_unit})", flush=True)  # fmt: skip
 
 
 def run_bench(args) -> int:
@@ -207,29 +276,38 @@ def run_bench(args) -> int:
         )
     if args.clients < 1 or args.requests < 1 or args.group_size < 1 or args.sentences < 1:
         raise SystemExit("erv-grpo: error: --clients, --requests, --group-size and --sentences must be >= 1")
+    if args.sentence_cache_size < 0:
+        raise SystemExit("erv-grpo: error: --sentence-cache-size must be >= 0 (0 = off)")
     load_before = os.getloadavg()[0]  # other work on the machine slows every mode; recorded with the result
-    groups = make_workload(args.requests, args.group_size, args.sentences)
-    warm = make_workload(max(2, args.clients), args.group_size, args.sentences, seed=1)
-    print(
-        f"workload: {args.requests} requests x {args.group_size} completions x ~{args.sentences} sentences; K={args.clients}"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, grpc_port, http_port = _start_server(model_dir, args.num_threads, Path(tmp) / "ready")
-        try:
-            address, base = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
-            asyncio.run(_bench_stream(address, warm, args.clients))  # warm-up: connections, ORT arenas
-            stream = _measured(_bench_stream(address, groups, args.clients), http_port)
-            _print("gRPC streaming:", stream, f"per request of {args.group_size}")
-            asyncio.run(_bench_post(base, [[c for g in warm for c in g][: 4 * args.clients]], args.clients))
-            post = _measured(_bench_post(base, groups, args.clients), http_port)
-            _print("JSON POST per completion:", post, "per completion")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    bare = bench_bare_model(model_dir, groups, args.num_threads, warm)  # server gone: no CPU sharing
+    if args.workload is not None:
+        groups = load_workload(args.workload)[: args.requests]
+    else:
+        groups = make_workload(args.requests, args.group_size, args.sentences)
+    warm = make_workload(max(2, args.clients), args.group_size, args.sentences, seed=1)  # never in `groups`
+    warm_posts = [[c for g in warm for c in g][: 4 * args.clients]]
+    n_completions = sum(len(g) for g in groups)
+    print(f"workload: {len(groups)} requests, {n_completions} completions "
+          f"({args.workload or f'synthetic, ~{args.sentences} sentences each'}); K={args.clients}, "
+          f"sentence cache {args.sentence_cache_size or 'off'}", flush=True)  # fmt: skip
+    threads, cache = args.num_threads, args.sentence_cache_size
+    with _reward_service(model_dir, threads, cache) as (grpc_port, http_port):
+        address = f"127.0.0.1:{grpc_port}"
+        asyncio.run(_bench_stream(address, warm, args.clients))  # warm-up: connections, ORT arenas
+        stream = _served(_bench_stream(address, groups, args.clients), http_port)
+    _print("gRPC streaming:", stream, "per request")
+    with _reward_service(model_dir, threads, cache) as (grpc_port, http_port):
+        base = f"http://127.0.0.1:{http_port}"
+        asyncio.run(_bench_post(base, warm_posts, args.clients))
+        post = _served(_bench_post(base, groups, args.clients), http_port)
+    _print("JSON POST per completion:", post, "per completion")
+    with _baseline_server(model_dir, threads) as base:
+        asyncio.run(_bench_post(base, warm_posts, args.clients, route="/score"))
+        baseline = asyncio.run(_bench_post(base, groups, args.clients, route="/score"))
+    _print("per-request server, POST:", baseline, "per completion")
+    bare = bench_bare_model(model_dir, groups, threads, warm)  # servers gone: no CPU sharing
     _print("bare ErvModel:", bare, "per request")
-    stream_vs_post = stream["completions_per_s"] / post["completions_per_s"]
-    stream_vs_bare = stream["completions_per_s"] / bare["completions_per_s"]
+    ratio = {name: stream["completions_per_s"] / mode["completions_per_s"]
+             for name, mode in (("post", post), ("baseline", baseline), ("bare", bare))}  # fmt: skip
     result = {
         "benchmark": "reward",
         "model_dir": str(model_dir),
@@ -241,24 +319,42 @@ def run_bench(args) -> int:
             "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "workload": {
-            "requests": args.requests,
-            "group_size": args.group_size,
-            "sentences_per_completion": args.sentences,
+            "source": str(args.workload) if args.workload else "synthetic",
+            "requests": len(groups),
+            "completions": n_completions,
+            "mean_sentences_per_completion": round(stream["sentences"] / n_completions, 2),
+            "distinct_sentence_share": _distinct_share(groups),
             "clients": args.clients,
-            "num_threads": args.num_threads,
-            "sentence_cache": "off",
+            "num_threads": threads,
+            "sentence_cache_size": cache,
+        },
+        "modes": {
+            "grpc_stream": stream,
+            "json_post_per_completion": post,
+            "baseline_post_per_completion": baseline,
+            "bare_model": bare,
         },  # fmt: skip
-        "modes": {"grpc_stream": stream, "json_post_per_completion": post, "bare_model": bare},
-        "stream_vs_post_throughput": round(stream_vs_post, 2),
-        "stream_vs_bare_throughput": round(stream_vs_bare, 3),
-        "serving_overhead": round(1 - stream_vs_bare, 3),
+        "stream_vs_post_throughput": round(ratio["post"], 2),
+        "stream_vs_baseline_post_throughput": round(ratio["baseline"], 2),
+        "stream_vs_bare_throughput": round(ratio["bare"], 3),
+        "serving_overhead": round(1 - ratio["bare"], 3),
         "goals": {
-            "stream_at_least_5x_post": stream_vs_post >= 5,
-            "serving_overhead_at_most_20pct": stream_vs_bare >= 0.8,
+            "stream_at_least_5x_baseline_post": ratio["baseline"] >= 5,
+            "stream_at_least_5x_our_post": ratio["post"] >= 5,
+            "serving_overhead_at_most_20pct": ratio["bare"] >= 0.8,
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"streaming / POST-per-completion: {stream_vs_post:.2f}x; streaming / bare model: {stream_vs_bare:.2f} "
-          f"(serving overhead {100 * (1 - stream_vs_bare):.1f}%); wrote {args.output}")  # fmt: skip
+    print(f"streaming / POST to our service: {ratio['post']:.2f}x; streaming / POST to a per-request server: "
+          f"{ratio['baseline']:.2f}x; streaming / bare model: {ratio['bare']:.2f} "
+          f"(serving overhead {100 * (1 - ratio['bare']):.1f}%); wrote {args.output}")  # fmt: skip
     return 0
+
+
+def _distinct_share(groups) -> float:
+    """Distinct explanation sentences / all of them: what a sentence cache can save at most."""
+    sentences = [
+        s for g in groups for _, text, _ in g for s in reward.split_sentences(reward.extract_think(text))
+    ]
+    return round(len(set(sentences)) / len(sentences), 3) if sentences else 1.0

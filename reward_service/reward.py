@@ -99,13 +99,11 @@ def label_sets(
         raise ValueError(f"probs must have shape (S, {len(labels)}) to match labels, got {probs.shape}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    sets = []
-    for row in probs:  # row: (L,)
-        order = np.argsort(-row, kind="stable")  # columns by falling probability
-        above = [j for j in order if row[j] > tau]
-        chosen = above[:top_k] if above else [order[0]]
-        sets.append(frozenset(labels[j] for j in chosen))
-    return sets
+    order = np.argsort(-probs, axis=1, kind="stable")  # (S, L) columns by falling probability
+    # Columns above tau form a prefix of `order`; keep 1 (the argmax) to top_k of them.
+    num_above = (np.take_along_axis(probs, order, axis=1) > tau).sum(axis=1)  # (S,)
+    keep = np.clip(num_above, 1, top_k)  # (S,)
+    return [frozenset(labels[j] for j in order[i, : keep[i]]) for i in range(len(probs))]
 
 
 def explanation_counts(
@@ -140,6 +138,13 @@ def score_from_probs(
 ) -> RewardBreakdown:
     """Reward of `text` given its explanation `sentences` already classified into `probs` (S, L)."""
     sets = label_sets(probs, labels, tau, top_k) if len(sentences) else []
+    return score_from_label_sets(text, ground_truth, sentences, sets)
+
+
+def score_from_label_sets(
+    text: str, ground_truth: str, sentences: Sequence[str], sets: Sequence[frozenset[str]]
+) -> RewardBreakdown:
+    """Reward of `text` given the ERV label set of each of its explanation `sentences`."""
     num_sentences, num_non_neutral, num_matching = explanation_counts(sets, ground_truth)
     explanation = explanation_reward(sets, ground_truth)
     fmt = format_reward(text)

@@ -188,12 +188,15 @@ class RewardScorer:
         flat = [s for per_completion in sentences for s in per_completion]
         probs = await self.batcher.classify(flat)  # (sum S_i, L)
         clf = self.classifier
+        # Label sets of the whole request at once: one vectorised pass instead of one per completion.
+        sets = reward.label_sets(probs, clf.labels, clf.tau, clf.top_k) if flat else []
         results = []
         offset = 0
         for c, sents in zip(req.completions, sentences, strict=True):
-            rows = probs[offset : offset + len(sents)]  # (S_i, L)
+            b = reward.score_from_label_sets(
+                c.text, c.ground_truth, sents, sets[offset : offset + len(sents)]
+            )
             offset += len(sents)
-            b = reward.score_from_probs(c.text, c.ground_truth, sents, rows, clf.labels, clf.tau, clf.top_k)
             results.append(
                 CompletionResult(
                     id=c.id,

@@ -191,6 +191,21 @@ def register(sub, groups) -> None:
         help="ONNX Runtime threads for server and bare model (default: all cores)",
     )
     bench.add_argument(
+        "--workload",
+        type=Path,
+        default=None,
+        metavar="JSONL",
+        help="score these sampled groups (from `erv-grpo bench rollout --save-groups`) instead of synthetic "
+        "ones; --group-size and --sentences then do not apply",
+    )
+    bench.add_argument(
+        "--sentence-cache-size",
+        type=int,
+        default=0,
+        help="sentence cache entries of the reward service under test (default 0 = off, so nothing is free; "
+        "the service's own default is 100000)",
+    )
+    bench.add_argument(
         "--output",
         type=Path,
         default=Path("bench/results/reward.json"),

@@ -23,7 +23,7 @@ def test_bench_reward_writes_json(tiny_erv_dir, tmp_path):
             "--group-size", "4", "--num-threads", "1", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    assert set(result["modes"]) == {"grpc_stream", "json_post_per_completion", "bare_model"}
+    assert set(result["modes"]) == {"grpc_stream", "json_post_per_completion", "baseline_post_per_completion", "bare_model"}
     for mode in result["modes"].values():
         assert mode["completions"] == 16 and mode["sentences"] == 128 and mode["completions_per_s"] > 0
 

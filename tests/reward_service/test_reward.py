@@ -100,6 +100,20 @@ def test_label_sets_rejects_bad_shapes():
         reward.label_sets(np.zeros((1, 4)), LABELS, top_k=0)
 
 
+def test_label_sets_of_a_matrix_equal_the_definition_row_by_row():
+    """The vectorised label_sets against the spec's wording, one sentence at a time (ties included)."""
+    rng = np.random.default_rng(0)
+    labels = goemotions_column_labels()
+    probs = rng.integers(0, 12, size=(300, 28)) / 20  # coarse values: many ties, many exactly tau (0.1)
+    for tau, top_k in [(0.1, 2), (0.3, 1), (0.5, 5), (0.6, 28)]:
+        want = []
+        for row in probs:
+            ranked = sorted(range(len(row)), key=lambda j: (-row[j], j))  # falling, ties to lower index
+            above = [j for j in ranked if row[j] > tau]
+            want.append(frozenset(labels[j] for j in (above[:top_k] or ranked[:1])))
+        assert reward.label_sets(probs, labels, tau, top_k) == want
+
+
 def test_goemotions_unmapped_labels_are_other():
     labels = goemotions_column_labels()
     probs = np.zeros((2, 28))
