@@ -84,6 +84,12 @@ class ErvModel:
         self.meta = meta
         self.batch_size = batch_size
         self._input_names = {i.name for i in session.get_inputs()}
+        unknown = self._input_names - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown or "input_ids" not in self._input_names:
+            raise ErvModelError(
+                f"ONNX graph inputs {sorted(self._input_names)}: need input_ids and at most "
+                "attention_mask and token_type_ids besides"
+            )
         self._pad_id = pad_id
 
     @classmethod
@@ -169,9 +175,11 @@ class ErvModel:
                 ids = encodings[i].ids
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
-            feed = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if "token_type_ids" in self._input_names:  # folders exported elsewhere may want it
-                feed["token_type_ids"] = np.zeros_like(input_ids)
+            feed = {"input_ids": input_ids, "attention_mask": attention_mask,
+                    "token_type_ids": np.zeros_like(input_ids)}  # fmt: skip
+            # Feed what the graph declares: some exports want token_type_ids, a graph that never
+            # reads attention_mask (e.g. no attention layers) has no such input.
+            feed = {name: feed[name] for name in self._input_names}
             probs[idx] = self.session.run(None, feed)[0]  # (B, L)
         return probs
 

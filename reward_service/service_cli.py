@@ -199,6 +199,14 @@ def register(sub, groups) -> None:
         "ones; --group-size and --sentences then do not apply",
     )
     bench.add_argument(
+        "--serving-ceiling",
+        type=Path,
+        default=None,
+        metavar="HF_DIR",
+        help="also run every mode on a 0-layer copy of this Hugging Face ERV (same tokenizer and head, no "
+        "encoder layers): what the servers carry when the model costs ~nothing, as on a GPU",
+    )
+    bench.add_argument(
         "--sentence-cache-size",
         type=int,
         default=0,

@@ -77,3 +77,28 @@ def test_label_count_mismatch(tiny_erv_dir, tmp_path):
 def test_bad_device(tiny_erv_dir):
     with pytest.raises(ErvModelError, match="device"):
         ErvModel.load(tiny_erv_dir, device="tpu")
+
+
+def test_graph_without_attention_mask_is_fed_only_what_it_declares(tiny_erv_dir, tmp_path):
+    # A 0-layer model never reads attention_mask, so the exporter drops that input from the graph.
+    from reward_service.bench_ceiling import build_zero_layer_erv
+
+    folder = build_zero_layer_erv(tiny_erv_dir / "hf", tmp_path / "zero")
+    model = ErvModel.load(folder, num_threads=1)
+    assert "attention_mask" not in {i.name for i in model.session.get_inputs()}
+    probs = model.predict_proba(["He smiles.", "She is sad and tired today."])
+    assert probs.shape == (2, len(model.labels)) and np.all((probs > 0) & (probs < 1))
+
+
+def test_graph_with_an_unknown_input_is_rejected_naming_it(tiny_erv_dir, tmp_path):
+    import onnx
+
+    folder = tmp_path / "extra-input"
+    shutil.copytree(tiny_erv_dir, folder, ignore=shutil.ignore_patterns("hf"))
+    graph = onnx.load(str(folder / "model.onnx"))
+    graph.graph.input.append(
+        onnx.helper.make_tensor_value_info("position_ids", onnx.TensorProto.INT64, ["B", "T"])
+    )
+    onnx.save(graph, str(folder / "model.onnx"))
+    with pytest.raises(ErvModelError, match="position_ids"):
+        ErvModel.load(folder)
