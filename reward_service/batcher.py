@@ -40,6 +40,26 @@ class QueueFullError(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+class _Waiter:
+    """One classify() call waiting for its missing sentences: a single future, not one per sentence."""
+
+    __slots__ = ("future", "rows", "remaining", "arrived")
+
+    def __init__(self, future: asyncio.Future, count: int, arrived: float):
+        self.future = future
+        self.rows: dict[str, np.ndarray] = {}
+        self.remaining = count
+        self.arrived = arrived
+
+    def deliver(self, sentence: str, row: np.ndarray) -> None:
+        if self.future.done():  # cancelled or expired: nobody reads these rows
+            return
+        self.rows[sentence] = row
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.future.set_result(self.rows)
+
+
 @dataclass
 class _Pending:
     """One distinct sentence waiting for the model, and the requests waiting for its row."""
@@ -47,10 +67,10 @@ class _Pending:
     sentence: str
     tokens: int
     arrived: float
-    waiters: list[asyncio.Future] = field(default_factory=list)
+    waiters: list[_Waiter] = field(default_factory=list)
 
     def alive(self) -> bool:
-        return any(not w.done() for w in self.waiters)
+        return any(not w.future.done() for w in self.waiters)
 
 
 class SentenceCache:
@@ -140,7 +160,7 @@ class SentenceBatcher:
             self._worker = None
         for entry in self._queue:
             for waiter in entry.waiters:
-                waiter.cancel()
+                waiter.future.cancel()
         self._queue.clear()
         self._by_sentence.clear()
         self._queued_tokens = 0
@@ -178,24 +198,22 @@ class SentenceBatcher:
         # All or nothing: a request is either fully queued or rejected, never half-queued.
         if len(self._queue) + len(new) > self.max_queue_sentences:
             raise QueueFullError(len(self._queue), len(new), self.max_queue_sentences, self.retry_after_s)
-        loop = asyncio.get_running_loop()
         now = time.monotonic()
-        futures = []
-        for sentence in misses:
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), len(misses), now)
+        for sentence in misses:  # distinct
             entry = self._by_sentence.get(sentence)
             if entry is None:
                 entry = _Pending(sentence, estimate_tokens(sentence, self.max_length), now)
                 self._by_sentence[sentence] = entry
                 self._queue.append(entry)
                 self._queued_tokens += entry.tokens
-            future = loop.create_future()
-            entry.waiters.append(future)
-            futures.append(future)
+            entry.waiters.append(waiter)
         self._set_depth()
         self._wakeup.set()
-        # Cancellation (client gone, deadline) cancels these futures; the worker then drops
+        # Cancellation (client gone, deadline) cancels this future; the worker then drops
         # sentences nobody waits for before they reach the model.
-        return list(await asyncio.gather(*futures))
+        rows = await waiter.future
+        return [rows[s] for s in misses]
 
     def _set_depth(self) -> None:
         if self.metrics is not None:
@@ -256,21 +274,23 @@ class SentenceBatcher:
             self.inflight_sentences = 0
             for entry in batch:
                 for waiter in entry.waiters:
-                    if not waiter.done():
-                        waiter.set_exception(err)
+                    if not waiter.future.done():
+                        waiter.future.set_exception(err)
             return
         self.batches_run += 1
         self.inflight_sentences = 0
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(batch))
             self.metrics.inference_seconds.observe(time.monotonic() - started)
-            for entry in batch:
-                self.metrics.queue_seconds.observe(started - entry.arrived)
+            # Once per request in this batch, not per sentence: a histogram observation per sentence
+            # cost more than the rest of the bookkeeping.
+            waiters = {id(w): w for entry in batch for w in entry.waiters}
+            for waiter in waiters.values():
+                self.metrics.queue_seconds.observe(started - waiter.arrived)
         version = self.classifier.version
         for entry, row in zip(batch, probs, strict=True):
             row = row.copy()
             row.flags.writeable = False
             self.cache.put((version, entry.sentence), row)
             for waiter in entry.waiters:
-                if not waiter.done():
-                    waiter.set_result(row)
+                waiter.deliver(entry.sentence, row)

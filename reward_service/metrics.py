@@ -39,7 +39,7 @@ class RewardMetrics:
         )
         self.queue_seconds = Histogram(
             "erv_reward_queue_seconds",
-            "Time a sentence waited before its batch ran",
+            "Time a request waited for each model batch that carried its sentences",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -75,6 +75,8 @@ class RewardMetrics:
         self.model_info = Gauge(
             "erv_reward_model_info", "Loaded ERV model (value 1)", ["version"], registry=r
         )
+        # Label children resolved once: .labels() per observation shows up in the hot path.
+        self._reward_value_of = {c: self.reward_value.labels(component=c) for c in REWARD_COMPONENTS}
 
     def observe_request(self, rpc: str, code: str, seconds: float) -> None:
         """One answered request (any outcome); code is a grpc status name such as OK."""
@@ -84,10 +86,10 @@ class RewardMetrics:
     def observe_scores(self, scores) -> None:
         """Completions freshly scored (CompletionResult-like objects); replays are not passed here."""
         self.completions.inc(len(scores))
-        for score in scores:
-            self.sentences.inc(score.num_sentences)
-            for component in REWARD_COMPONENTS:
-                self.reward_value.labels(component=component).observe(getattr(score, component))
+        self.sentences.inc(sum(score.num_sentences for score in scores))
+        for component, histogram in self._reward_value_of.items():
+            for score in scores:
+                histogram.observe(getattr(score, component))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

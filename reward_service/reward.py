@@ -22,8 +22,7 @@ DEFAULT_TOP_K = 2
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-# Whitespace after . ! or ? that is followed by an even number of double quotes (not inside a quote).
-_SENTENCE_BREAK = re.compile(r'(?<=[.!?])\s+(?=(?:[^"]*"[^"]*")*[^"]*$)')
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")  # a candidate break: whitespace after . ! or ?
 
 # classify(sentences) -> (probs (S, L) sigmoid probabilities, labels: canonical label or "other" per column)
 Classify = Callable[[list[str]], tuple[np.ndarray, Sequence[str]]]
@@ -63,7 +62,17 @@ def extract_answer(text: str) -> str | None:
 
 def split_sentences(text: str) -> list[str]:
     """Split on whitespace after . ! ? unless inside an open double quote; empty pieces dropped."""
-    pieces = _SENTENCE_BREAK.split(text.strip())
+    text = text.strip()
+    # A break is inside a quote when an odd number of double quotes follows it; count them in one pass.
+    quotes_after = text.count('"')
+    pieces, start, counted_to = [], 0, 0
+    for match in _SENTENCE_BREAK.finditer(text):
+        quotes_after -= text.count('"', counted_to, match.end())
+        counted_to = match.end()
+        if quotes_after % 2 == 0:
+            pieces.append(text[start : match.start()])
+            start = match.end()
+    pieces.append(text[start:])
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
@@ -103,7 +112,9 @@ def label_sets(
     # Columns above tau form a prefix of `order`; keep 1 (the argmax) to top_k of them.
     num_above = (np.take_along_axis(probs, order, axis=1) > tau).sum(axis=1)  # (S,)
     keep = np.clip(num_above, 1, top_k)  # (S,)
-    return [frozenset(labels[j] for j in order[i, : keep[i]]) for i in range(len(probs))]
+    return [
+        frozenset(labels[j] for j in row[:k]) for row, k in zip(order.tolist(), keep.tolist(), strict=True)
+    ]
 
 
 def explanation_counts(

@@ -24,16 +24,19 @@ async def _wait_until(predicate, timeout=10.0):
 
 def test_sentences_of_concurrent_requests_share_one_batch():
     async def main():
-        clf = FakeClassifier()
-        batcher = SentenceBatcher(clf, max_wait_s=0.2)
+        clf, metrics = FakeClassifier(), RewardMetrics()
+        batcher = SentenceBatcher(clf, max_wait_s=0.2, metrics=metrics)
         batcher.start()
         requests = [[f"request {r} sentence {i} happy." for i in range(3)] for r in range(10)]
         results = await asyncio.gather(*(batcher.classify(s) for s in requests))
         await batcher.stop()
-        return clf, requests, results
+        return clf, metrics, requests, results
 
-    clf, requests, results = run(main())
+    clf, metrics, requests, results = run(main())
     assert len(clf.batches) == 1 and len(clf.batches[0]) == 30
+    # Queue wait is observed once per request and batch (10), not per sentence (30).
+    assert metrics.queue_seconds._sum.get() > 0
+    assert metrics.registry.get_sample_value("erv_reward_queue_seconds_count") == 10
     for sentences, probs in zip(requests, results, strict=True):
         assert probs.shape == (3, 11)
         np.testing.assert_array_equal(probs, FakeClassifier().predict_proba(sentences))

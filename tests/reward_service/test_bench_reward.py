@@ -49,7 +49,9 @@ def test_bench_reward_writes_json_with_workload_file_and_serving_ceiling(tiny_er
             "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["workload"]["completions"] == 6 and result["workload"]["distinct_sentence_share"] == 0.333  # 3 of 9
+    assert (
+        result["workload"]["completions"] == 6 and result["workload"]["distinct_sentence_share"] == 0.333
+    )  # 3 of 9
     for measured in (result, result["serving_ceiling"]):
         assert set(measured["modes"]) == MODES
         for mode in measured["modes"].values():

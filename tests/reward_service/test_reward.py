@@ -100,6 +100,21 @@ def test_label_sets_rejects_bad_shapes():
         reward.label_sets(np.zeros((1, 4)), LABELS, top_k=0)
 
 
+def test_split_sentences_equals_the_one_regex_definition_on_random_texts():
+    """The one-pass splitter against the definition as a single regex (a break is whitespace after
+    . ! ? followed by an even number of double quotes), which rescans the rest of the text per break."""
+    import random
+    import re
+
+    definition = re.compile(r'(?<=[.!?])\s+(?=(?:[^"]*"[^"]*")*[^"]*$)')
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", "  ", ".", "!", "?", '"', "\n", "\t", "x y", ". ", '." ']
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        want = [piece.strip() for piece in definition.split(text.strip()) if piece.strip()]
+        assert reward.split_sentences(text) == want, repr(text)
+
+
 def test_label_sets_of_a_matrix_equal_the_definition_row_by_row():
     """The vectorised label_sets against the spec's wording, one sentence at a time (ties included)."""
     rng = np.random.default_rng(0)

@@ -232,9 +232,7 @@ def test_deadline_and_cancellation_drop_work_before_inference(erv):
                 while svc.batcher.queue_depth == 0:
                     await asyncio.sleep(0.01)
                 call.cancel()
-                while svc.batcher.queue_depth and any(
-                    w.done() is False for e in svc.batcher._queue for w in e.waiters
-                ):
+                while svc.batcher.queue_depth and any(e.alive() for e in svc.batcher._queue):
                     await asyncio.sleep(0.01)
                 # stream: per-request timeout_ms expires in-band, the stream stays usable
                 stream = stub.ScoreStream()
