@@ -1,4 +1,4 @@
-"""`erv-grpo bench reward`: reward service throughput over loopback, three ways, in one run.
+"""`erv-grpo bench reward`: reward service throughput over loopback, four ways, in one run.
 
 Runs in the user's shell process and starts each server as a subprocess on free loopback
 ports (a fresh one per mode, so no mode finds another's sentences cached). Same workload for
