@@ -255,11 +255,12 @@ def _read_weights(folder: str) -> list:
 def _bench_rollout(args: argparse.Namespace) -> int:
     from orchestrator.bench import run_bench
 
-    if args.model is None and (not args.skip_compare or args.save_groups is not None):
+    samples = not args.skip_compare or args.save_groups is not None  # these parts run the policy
+    if args.model is None and samples:
         from policy.sft import prepare_sft_policy
 
         args.model = prepare_sft_policy(args.cache_dir)
-    if (not args.skip_compare or args.save_groups is not None) and not Path(args.model).is_dir():
+    if samples and not Path(args.model).is_dir():
         raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
     if args.from_run is not None and not (args.from_run / "metrics.jsonl").is_file():
         raise SystemExit(f"erv-grpo: error: --from-run {args.from_run} has no metrics.jsonl")

@@ -284,8 +284,7 @@ class SentenceBatcher:
             self.metrics.inference_seconds.observe(time.monotonic() - started)
             # Once per request in this batch, not per sentence: a histogram observation per sentence
             # cost more than the rest of the bookkeeping.
-            waiters = {id(w): w for entry in batch for w in entry.waiters}
-            for waiter in waiters.values():
+            for waiter in {w for entry in batch for w in entry.waiters}:
                 self.metrics.queue_seconds.observe(started - waiter.arrived)
         version = self.classifier.version
         for entry, row in zip(batch, probs, strict=True):

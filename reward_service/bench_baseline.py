@@ -28,20 +28,19 @@ class _Request(BaseModel):
     completions: list[_Completion]
 
 
-def score_per_request(model, completions: list[_Completion]) -> list[dict]:
-    """One predict_proba over this request's sentences, then the reward of each completion."""
-    per = [reward.split_sentences(reward.extract_think(c.text)) for c in completions]
-    flat = [s for sentences in per for s in sentences]
-    probs = model.predict_proba(flat) if flat else None  # (sum S_i, L)
+def score_per_request(
+    model, completions: list[tuple[str, str, str]]
+) -> list[tuple[str, reward.RewardBreakdown]]:
+    """(id, reward) of each (id, text, ground_truth), from one predict_proba over all their sentences."""
+    per = [reward.split_sentences(reward.extract_think(text)) for _, text, _ in completions]
+    probs = model.predict_proba([s for sentences in per for s in sentences])  # (sum S_i, L)
     scores, offset = [], 0
-    for c, sentences in zip(completions, per, strict=True):
-        rows = probs[offset : offset + len(sentences)] if sentences else None
+    for (cid, text, truth), sentences in zip(completions, per, strict=True):
+        rows = probs[offset : offset + len(sentences)]  # (S_i, L)
         offset += len(sentences)
-        r = reward.score_from_probs(
-            c.text, c.ground_truth, sentences, rows, model.labels, model.tau, model.top_k
+        scores.append(
+            (cid, reward.score_from_probs(text, truth, sentences, rows, model.labels, model.tau, model.top_k))
         )
-        scores.append({"id": c.id, "explanation": r.explanation, "format": r.format, "answer": r.answer,
-                       "total": r.total})  # fmt: skip
     return scores
 
 
@@ -55,7 +54,9 @@ def build_baseline_app(model) -> FastAPI:
     @app.post("/score")
     async def score(req: _Request):
         # The model runs on the event loop, as in the frameworks this stands for: one request at a time.
-        return {"scores": score_per_request(model, req.completions)}
+        scores = score_per_request(model, [(c.id, c.text, c.ground_truth) for c in req.completions])
+        return {"scores": [{"id": cid, "explanation": r.explanation, "format": r.format, "answer": r.answer,
+                            "total": r.total} for cid, r in scores]}  # fmt: skip
 
     return app
 

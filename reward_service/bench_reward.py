@@ -106,35 +106,32 @@ def _summary(latencies: list[float], seconds: float, completions: int, sentences
 
 
 def bench_bare_model(model_dir: Path, groups, num_threads: int | None, warm) -> dict:
+    """One predict_proba per group in this process, as the per-request server does per request."""
+    from reward_service.bench_baseline import score_per_request
     from reward_service.erv import ErvModel
 
     model = ErvModel.load(model_dir, num_threads=num_threads)
     for group in warm:  # same warm-up as the served modes get
-        model.predict_proba(
-            [s for _, text, _ in group for s in reward.split_sentences(reward.extract_think(text))]
-        )
+        score_per_request(model, group)
     latencies, n_sent = [], 0
     started = time.perf_counter()
     for group in groups:
         t0 = time.perf_counter()
-        per = [reward.split_sentences(reward.extract_think(text)) for _, text, _ in group]
-        flat = [s for p in per for s in p]
-        probs = model.predict_proba(flat)  # (sum S_i, L)
-        offset = 0
-        for (_, text, truth), sents in zip(group, per, strict=True):
-            rows = probs[offset : offset + len(sents)]
-            offset += len(sents)
-            reward.score_from_probs(text, truth, sents, rows, model.labels, model.tau, model.top_k)
-        n_sent += len(flat)
+        n_sent += sum(r.num_sentences for _, r in score_per_request(model, group))
         latencies.append(time.perf_counter() - t0)
     return _summary(latencies, time.perf_counter() - started, sum(len(g) for g in groups), n_sent)
+
+
+def _sentences(groups) -> list[str]:
+    """Every explanation sentence of the workload, in order."""
+    return [s for g in groups for _, text, _ in g for s in reward.split_sentences(reward.extract_think(text))]
 
 
 async def _bench_stream(address: str, groups, clients: int) -> dict:
     from reward_service.client import Completion, RewardClient
 
     latencies: list[float] = []
-    n_sent = sum(len(reward.split_sentences(reward.extract_think(t))) for g in groups for _, t, _ in g)
+    n_sent = len(_sentences(groups))
 
     async def one_client(share):
         async with RewardClient(address, deadline_s=300) as client, client.stream() as stream:
@@ -154,7 +151,7 @@ async def _bench_post(base_url: str, groups, clients: int, route: str = "/v1/sco
 
     completions = [c for g in groups for c in g]
     latencies: list[float] = []
-    n_sent = sum(len(reward.split_sentences(reward.extract_think(t))) for _, t, _ in completions)
+    n_sent = len(_sentences(groups))
 
     async def one_client(share):
         limits = httpx.Limits(max_connections=1)
@@ -376,7 +373,5 @@ def run_bench(args) -> int:
 
 def _distinct_share(groups) -> float:
     """Distinct explanation sentences / all of them: what a sentence cache can save at most."""
-    sentences = [
-        s for g in groups for _, text, _ in g for s in reward.split_sentences(reward.extract_think(text))
-    ]
+    sentences = _sentences(groups)
     return round(len(set(sentences)) / len(sentences), 3) if sentences else 1.0

@@ -175,11 +175,13 @@ class ErvModel:
                 ids = encodings[i].ids
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
-            feed = {"input_ids": input_ids, "attention_mask": attention_mask,
-                    "token_type_ids": np.zeros_like(input_ids)}  # fmt: skip
             # Feed what the graph declares: some exports want token_type_ids, a graph that never
             # reads attention_mask (e.g. no attention layers) has no such input.
-            feed = {name: feed[name] for name in self._input_names}
+            feed = {"input_ids": input_ids}
+            if "attention_mask" in self._input_names:
+                feed["attention_mask"] = attention_mask
+            if "token_type_ids" in self._input_names:
+                feed["token_type_ids"] = np.zeros_like(input_ids)
             probs[idx] = self.session.run(None, feed)[0]  # (B, L)
         return probs
 

@@ -23,16 +23,14 @@ def test_workload_is_grpo_shaped_with_distinct_sentences():
 
 def test_baseline_server_scores_like_score_completion(tiny_erv_dir):
     """The per-request baseline computes the same rewards as the reward math (a fair comparison)."""
-    from reward_service.bench_baseline import _Completion
-
     model = ErvModel.load(tiny_erv_dir, num_threads=1)
     group = make_workload(1, 6, 3)[0] + [("empty", "<answer>sad</answer>", "sad")]
-    got = score_per_request(model, [_Completion(id=i, text=t, ground_truth=g) for i, t, g in group])
-    for (cid, text, truth), score in zip(group, got, strict=True):
+    got = score_per_request(model, group)
+    for (cid, text, truth), (got_id, score) in zip(group, got, strict=True):
         want = score_completion(
             text, truth, lambda s: (model.predict_proba(s), model.labels), model.tau, model.top_k
         )
-        assert score["id"] == cid and score["total"] == pytest.approx(want.total, abs=1e-9)
+        assert got_id == cid and score.total == pytest.approx(want.total, abs=1e-9)
 
 
 def test_bench_reward_writes_json_with_workload_file_and_serving_ceiling(tiny_erv_dir, tmp_path):
