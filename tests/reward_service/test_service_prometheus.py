@@ -60,9 +60,11 @@ def test_prometheus_scrapes_the_reward_throughput(tiny_erv_dir, tmp_path):
             )  # fmt: skip
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{prom_port}", timeout=5) as http:
-                    for _ in range(600):  # until Prometheus answers and has scraped the target once
+                    for _ in range(600):  # until Prometheus is ready and has scraped the target once
                         try:
-                            if await query(http, 'up{job="erv-reward"}') == 1.0:
+                            # Before /-/ready, the query API answers 503 "Service Unavailable" (not JSON).
+                            ready_now = (await http.get("/-/ready")).status_code == 200
+                            if ready_now and await query(http, 'up{job="erv-reward"}') == 1.0:
                                 break
                         except httpx.TransportError:
                             pass
