@@ -127,6 +127,32 @@ class MetricsConfig(_Strict):
     tensorboard: bool = Field(True, description="write TensorBoard scalars into the run folder")
 
 
+class SyncGuardConfig(_Strict):
+    """The logprob parity check after every weight sync (orchestrator/weight_sync.py)."""
+
+    probe_prompts: int = Field(
+        2, ge=1, description="train prompts each rollout engine samples from after a sync (the first N)"
+    )
+    probe_tokens: int = Field(16, ge=1, description="tokens sampled per probe prompt")
+    warn_above: float = Field(
+        1e-4,
+        gt=0,
+        description="warn when mean |engine - learner| logprob of the probe tokens exceeds this "
+        "(fp32 parity is ~1e-5; raise it for bf16 engines, whose gap to the learner is larger)",
+    )
+    stop_above: float = Field(
+        1e-3,
+        gt=0,
+        description="stop the run when the mean difference exceeds this (the engine is off-policy)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.stop_above < self.warn_above:
+            raise ValueError(f"stop_above ({self.stop_above}) is below warn_above ({self.warn_above})")
+        return self
+
+
 class TrainConfig(_Strict):
     """One training job: what each package needs plus how the orchestrator drives them."""
 
@@ -140,6 +166,9 @@ class TrainConfig(_Strict):
     )
     dynamic_sampling: DynamicSamplingConfig = Field(
         default_factory=DynamicSamplingConfig, description="zero-signal groups"
+    )
+    sync_guard: SyncGuardConfig = Field(
+        default_factory=SyncGuardConfig, description="logprob parity check after every weight sync"
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation settings")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="metric sinks")

@@ -86,14 +86,15 @@ def run_demo(cache_dir: Path, overrides: list[str] | None = None) -> int:
         "",
         table,
         "",
-        "| step | R total | R_explanation | R_format | R_answer | KL | zero-signal groups | step s | reward wait s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| step | R total | R_explanation | R_format | R_answer | KL | zero-signal groups | step s | reward wait s "
+        "| sampler-learner logprob diff | after-sync logprob diff |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in steps:
         summary.append(
             f"| {r['step']} | {r['reward/total']:.3f} | {r['reward/explanation']:.3f} | {r['reward/format']:.3f} | "
             f"{r['reward/answer']:.3f} | {r['kl']:.5f} | {r['zero_signal_groups']} | {r['step_seconds']:.1f} | "
-            f"{r['phase/reward_wait']:.2f} |"
+            f"{r['phase/reward_wait']:.2f} | {r['sampler_logprob_abs_diff']:.1e} | {r['sync_logprob_abs_diff']:.1e} |"
         )
     (run_dir / "eval.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))

@@ -20,6 +20,7 @@ from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSampler, load_prompts
 from orchestrator.tracking import MetricsSink, read_metrics
+from orchestrator.weight_sync import Probe, WeightSyncError, logprob_abs_diff, verdict
 from policy.batch import RolloutBatch
 from policy.grpo import group_advantages
 from rollout.worker import RolloutRequest, ScoredGroup
@@ -138,7 +139,11 @@ class TrainingRun:
         self.version = 0
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
-            self.dir, config.metrics.prometheus_port, config.metrics.tensorboard, config.metrics.host
+            self.dir,
+            config.metrics.prometheus_port,
+            config.metrics.tensorboard,
+            config.metrics.host,
+            logprob_diff_warn_above=config.sync_guard.warn_above,
         )
         self.paused_seconds = 0.0
 
@@ -222,6 +227,37 @@ class TrainingRun:
         versions = ray.get([w.load_weights.remote(version, ref) for w in self.cluster.workers])
         assert versions == [version] * len(versions), versions
         self.version = version
+        self.sync_parity = self.check_parity(self.cluster.workers)
+
+    def check_parity(self, workers) -> float:
+        """Probe every engine after a sync: mean |engine - learner| logprob on tokens it samples now.
+
+        Warns above sync_guard.warn_above, raises WeightSyncError above stop_above; returns the worst mean.
+        """
+        guard, ray = self.config.sync_guard, self._ray
+        prompts = self.sampler.records[: guard.probe_prompts]
+        seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
+        calls = [w.probe.remote([p.prompt for p in prompts], max_tokens=guard.probe_tokens, seeds=seeds)
+                 for w in workers]  # fmt: skip
+        worst = 0.0
+        for probe in (Probe(**r) for r in ray.get(calls)):
+            learner = self.learner.logprobs(probe.prompt_token_ids, probe.token_ids)
+            mean, largest = logprob_abs_diff(probe.logprobs, learner)
+            worst = max(worst, mean)
+            where = (
+                f"after the weight sync to version {self.version}, rollout worker {probe.worker_id} "
+                f"samples with logprobs {mean:.2e} away from the learner's on average (max {largest:.2e})"
+            )
+            action = verdict(mean, guard.warn_above, guard.stop_above)
+            if action == "stop":
+                raise WeightSyncError(
+                    f"{where}, above sync_guard.stop_above = {guard.stop_above:g}: the engine does not "
+                    "hold the learner's weights, training on its samples would be off-policy"
+                )
+            if action == "warn":
+                print(f"erv-grpo: warning: {where}, above sync_guard.warn_above = {guard.warn_above:g}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        return worst
 
     def add_workers(self, count: int) -> None:
         """Scale rollout out between steps: start `count` workers and give them the current weights."""
@@ -229,6 +265,7 @@ class TrainingRun:
         version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
         ref = self._ray.put(buckets)
         self._ray.get([w.load_weights.remote(version, ref) for w in new])
+        self.check_parity(new)
 
     def log(self, step: int, groups: list[ScoredGroup], stats: dict, update: dict) -> dict:
         rewards = [r for g in groups for r in g.rewards]
@@ -239,6 +276,7 @@ class TrainingRun:
         record.update(stats)
         record["tokens_per_second"] = stats["completion_tokens"] / max(stats["step_seconds"], 1e-9)
         record["paused_seconds"] = self.paused_seconds
+        record["sync_logprob_abs_diff"] = self.sync_parity  # engines vs learner after this step's sync
         record["prompt_ids"] = [g.prompt_id for g in groups]
         record.update(
             {k: v for k, v in update.items() if k not in ("step", "policy_version", "tokens_per_second")}

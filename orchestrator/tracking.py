@@ -15,7 +15,12 @@ COMPONENTS = ("explanation", "format", "answer", "total")
 
 class MetricsSink:
     def __init__(
-        self, run_dir: Path, prometheus_port: int | None, tensorboard: bool, host: str = "127.0.0.1"
+        self,
+        run_dir: Path,
+        prometheus_port: int | None,
+        tensorboard: bool,
+        host: str = "127.0.0.1",
+        logprob_diff_warn_above: float | None = None,
     ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb = None
@@ -27,6 +32,8 @@ class MetricsSink:
         self.prometheus_port = None
         if prometheus_port is not None:
             self._start_prometheus(prometheus_port, host)
+            if logprob_diff_warn_above is not None:
+                self.g_warn_above.set(logprob_diff_warn_above)
 
     def _start_prometheus(self, port: int, host: str) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -51,6 +58,22 @@ class MetricsSink:
             "erv_grpo_rollout_tokens_per_second",
             "generation tokens/s per rollout worker",
             ["worker"],
+            registry=r,
+        )
+        # Engine vs learner logprobs: over the sampled batch (before the update) and after each sync.
+        self.g_sampler_diff = Gauge(
+            "erv_grpo_sampler_logprob_abs_diff",
+            "mean |sampler - learner| logprob over the last batch's completion tokens",
+            registry=r,
+        )
+        self.g_sync_diff = Gauge(
+            "erv_grpo_sync_logprob_abs_diff",
+            "worst engine's mean |engine - learner| logprob on probe tokens after the last weight sync",
+            registry=r,
+        )
+        self.g_warn_above = Gauge(
+            "erv_grpo_logprob_diff_warn_above",
+            "the run's sync_guard.warn_above: a larger engine/learner difference is a stale weight",
             registry=r,
         )
         self.c_zero = Counter(
@@ -82,6 +105,8 @@ class MetricsSink:
             for key, value in record.items():
                 if key.startswith("worker_tokens_per_second/"):
                     self.g_worker.labels(worker=key.split("/", 1)[1]).set(value)
+            self.g_sampler_diff.set(record.get("sampler_logprob_abs_diff", 0.0))
+            self.g_sync_diff.set(record.get("sync_logprob_abs_diff", 0.0))
             self.c_zero.inc(record.get("zero_signal_groups", 0))
 
     def close(self) -> None:

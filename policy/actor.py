@@ -56,6 +56,9 @@ class LearnerActor:
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return self.learner.export_weights(bucket_bytes, dtype=dtype)
 
+    def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]):
+        return self.learner.logprobs(prompt_token_ids, completion_token_ids)
+
     def save(self, directory: str) -> str | None:
         # All ranks hold the same weights and optimizer state: rank 0 writes.
         return str(self.learner.save(directory)) if self.rank == 0 else None
@@ -101,6 +104,10 @@ class LearnerGroup:
 
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return ray.get(self.actors[0].export_weights.remote(bucket_bytes, dtype))
+
+    def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]):
+        """The policy's logprobs of the given completion tokens (rank 0: every rank holds the same weights)."""
+        return ray.get(self.actors[0].logprobs.remote(prompt_token_ids, completion_token_ids))
 
     def save(self, directory: str | Path) -> Path:
         ray.get([a.save.remote(str(directory)) for a in self.actors])

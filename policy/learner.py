@@ -226,6 +226,18 @@ class Learner:
             "staleness": self._version - 1 - batch.policy_version,
         }
 
+    @torch.no_grad()
+    def logprobs(
+        self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]
+    ) -> list[list[float]]:
+        """The policy's logprob of each completion token given its prompt: one list per row, no gradient.
+
+        What the sampler's logprobs are compared with after a weight sync (the parity guard).
+        """
+        mb = pad_rows(prompt_token_ids, completion_token_ids, self.pad_id, self.device)
+        lps = completion_logprobs(self.policy, mb, self._autocast).float().cpu()  # (N, C)
+        return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
+
     def export_weights(
         self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu"
     ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:

@@ -63,6 +63,8 @@ class VllmEngine:
             # A prefill split across steps rewinds the request's seeded generator, which vLLM's CPU
             # generators cannot do ("CPU Generator does not use offset"): schedule whole prompts only.
             enable_chunked_prefill=False,
+            # Adds load_policy_weights to vLLM's worker: reload in place, then refresh tied layers.
+            worker_extension_cls="rollout.engine.WeightSyncExtension",
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
@@ -124,10 +126,48 @@ class VllmEngine:
     def load_weights(self, version: int, buckets: Iterable[Iterable[tuple[str, object]]]) -> None:
         """Replace the engine's weights in place (no restart) with the learner's buckets and record the version."""
         weights = [(name, tensor) for bucket in buckets for name, tensor in bucket]
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.collective_rpc("load_policy_weights", kwargs={"weights": weights})
         # Cached prefixes were computed with the old weights.
         self.llm.reset_prefix_cache()
         self.version = version
+
+
+class WeightSyncExtension:
+    """Mixed into vLLM's worker class (`worker_extension_cls`); its methods run in the vLLM worker process.
+
+    vLLM's in-place `reload_weights` copies new values into a tied LM head's shared storage, but the
+    head receives no weight of its own (the loader skips `lm_head.weight` of tied models), so its
+    post-processing never re-runs: on CPU the GEMM keeps the weights it packed at engine start
+    ("ParallelLMHead: Failed to load weights") and sampling used a stale output layer.
+    """
+
+    def load_policy_weights(self, weights: list[tuple[str, object]]) -> list[str]:
+        """Reload `weights` in place, then re-run post-processing of every layer sharing a parameter."""
+        self.reload_weights(weights_iterator=weights)
+        return refresh_tied_layers(self.model_runner.get_model())
+
+
+def refresh_tied_layers(model) -> list[str]:
+    """Re-run `quant_method.process_weights_after_loading` on each module that shares a parameter with
+    another module (a tied LM head and its embedding); return their names.
+
+    Post-processing derives kernel state (CPU: a packed GEMM weight) from the parameter; for a layer
+    whose only parameter was loaded through another layer, it is the step an in-place reload skips.
+    """
+    owners: dict[int, list[tuple[str, object]]] = {}
+    for name, module in model.named_modules():
+        for param in module.parameters(recurse=False):
+            owners.setdefault(id(param), []).append((name, module))
+    refreshed: list[str] = []
+    for group in owners.values():
+        if len(group) < 2:
+            continue
+        for name, module in group:
+            method = getattr(module, "quant_method", None)
+            if method is not None and name not in refreshed:
+                method.process_weights_after_loading(module)
+                refreshed.append(name)
+    return refreshed
 
 
 def _to_samples(output) -> PromptSamples:

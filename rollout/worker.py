@@ -162,6 +162,17 @@ class RolloutWorker:
         self.engine.load_weights(version, buckets)
         return self.engine.version
 
+    def probe(self, prompts: list, *, max_tokens: int, seeds: list[int]) -> dict:
+        """Sample one completion per prompt (temperature 1) for the parity guard after a weight sync:
+        prompt token ids, sampled token ids and the engine's logprob of each."""
+        groups = self.engine.generate(prompts, n=1, temperature=1.0, max_tokens=max_tokens, seeds=seeds)
+        return {
+            "worker_id": self.worker_id,
+            "prompt_token_ids": [g.prompt_token_ids for g in groups],
+            "token_ids": [g.completions[0].token_ids for g in groups],
+            "logprobs": [g.completions[0].logprobs for g in groups],
+        }
+
     def generate(self, prompts: list, *, n: int, temperature: float, max_tokens: int, seeds=None) -> list:
         """Plain sampling without rewards (evaluation)."""
         return self.engine.generate(prompts, n=n, temperature=temperature, top_p=self.config.top_p,

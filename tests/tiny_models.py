@@ -45,8 +45,11 @@ def _build_tokenizer():
     return tok
 
 
-def build_tiny_qwen2(path: str | Path, seed: int = 0) -> Path:
-    """Write the tiny Qwen2 folder at `path` (created if needed) and return it."""
+def build_tiny_qwen2(path: str | Path, seed: int = 0, tied: bool = True) -> Path:
+    """Write the tiny Qwen2 folder at `path` (created if needed) and return it.
+
+    `tied`: the LM head shares the input embedding (as SmolLM2 and Qwen2.5 up to 3B), else its own weight.
+    """
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -72,7 +75,7 @@ def build_tiny_qwen2(path: str | Path, seed: int = 0) -> Path:
         num_key_value_heads=1,
         head_dim=64,
         max_position_embeddings=1024,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=pad_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,

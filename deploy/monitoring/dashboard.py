@@ -168,7 +168,17 @@ def training_panels(y: int) -> list:
                 ("erv_grpo_policy_version", "policy version"),
                 ("erv_grpo_zero_signal_groups_total", "zero-signal groups (total)"),
             ],
-            (0, y + 17, 24, 7),
+            (0, y + 17, 12, 7),
+        ),
+        panel(
+            "Engine vs learner logprobs (mean |diff|; fp32 parity ~1e-5)",
+            "short",
+            [
+                ("erv_grpo_sampler_logprob_abs_diff", "sampled batch"),
+                ("erv_grpo_sync_logprob_abs_diff", "after weight sync"),
+                ("erv_grpo_logprob_diff_warn_above", "warn threshold"),
+            ],
+            (12, y + 17, 12, 7),
         ),
     ]
 

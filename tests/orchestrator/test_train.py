@@ -83,6 +83,8 @@ def test_three_steps_change_the_engines_weights(uninterrupted):
         assert r["phase/reward_wait"] >= 0 and r["num_sequences"] == 2 * 4
         assert r["sampled_version"] == r["step"] - 1 and r["policy_version"] == r["step"]
         assert set(r) >= {"kl", "clip_fraction", "loss", "zero_signal_groups", "worker_tokens_per_second/0"}
+        # The engines sample with the learner's weights: checked after each sync, and over the batch.
+        assert r["sync_logprob_abs_diff"] <= 1e-4 and r["sampler_logprob_abs_diff"] <= 1e-4
     assert records[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 1
     assert records[-1]["kl"] > 0
     text = probes[-1][3]

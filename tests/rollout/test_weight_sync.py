@@ -1,0 +1,103 @@
+"""Weight sync through the real path (Learner.export_weights -> VllmEngine.load_weights) keeps the
+engine's sampling logprobs equal to the learner's, for tied and untied tiny Qwen2 models.
+
+The tied case is the one vLLM's in-place reload got wrong: the LM head shares the input embedding, so
+no weight is ever sent under its name, and its CPU GEMM kept the weights packed at engine start.
+"""
+
+import pytest
+import torch
+
+from policy.config import LearnerConfig
+from policy.learner import Learner
+from rollout.config import CPU_VLLM_ENV
+from tests.tiny_models import build_tiny_qwen2
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["The man smiles and laughs loudly.", "She cries and looks down.", "He frowns.", "Wide eyes."]
+
+
+@pytest.fixture(scope="module", params=["tied", "untied"])
+def pair(request, tmp_path_factory):
+    """A learner and a vLLM engine over the same tiny model folder."""
+    from rollout.engine import VllmEngine
+
+    path = build_tiny_qwen2(tmp_path_factory.mktemp(f"qwen2-{request.param}"), tied=request.param == "tied")
+    torch.set_num_threads(1)
+    learner = Learner(LearnerConfig(model=str(path), device="cpu"))
+    engine = VllmEngine(path, max_model_len=256, seed=0, env=CPU_VLLM_ENV)
+    yield request.param, learner, engine
+    del engine
+
+
+def mean_abs_diff(learner: Learner, engine, seed: int) -> float:
+    """Sample 4 prompts x 40 tokens with the engine; mean |engine - learner| logprob of the sampled tokens."""
+    groups = engine.generate(PROMPTS, n=1, temperature=1.0, max_tokens=40, seeds=[seed + i for i in range(4)])
+    prompts = [g.prompt_token_ids for g in groups]
+    completions = [g.completions[0].token_ids for g in groups]
+    learner_lps = learner.logprobs(prompts, completions)
+    diffs = [
+        abs(a - b)
+        for g, lps in zip(groups, learner_lps, strict=True)
+        for a, b in zip(g.completions[0].logprobs, lps, strict=True)
+    ]
+    return sum(diffs) / len(diffs)
+
+
+def sync(learner: Learner, engine, bucket_bytes: int = 64 << 10) -> None:
+    version, buckets = learner.export_weights(bucket_bytes)
+    engine.load_weights(version, buckets)
+
+
+@torch.no_grad()
+def perturb(tensor: torch.Tensor, seed: int) -> None:
+    tensor.add_(0.02 * torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed)))
+
+
+def test_parity_after_perturbing_the_input_embedding(pair):
+    kind, learner, engine = pair
+    assert learner.policy.config.tie_word_embeddings == (kind == "tied")
+    assert mean_abs_diff(learner, engine, seed=1) <= 1e-4  # same weights at start
+
+    perturb(learner.policy.get_input_embeddings().weight, seed=11)
+    learner._version += 1
+    sync(learner, engine)
+    assert mean_abs_diff(learner, engine, seed=2) <= 1e-4
+
+
+def test_parity_after_perturbing_the_output_layer_and_an_mlp(pair):
+    kind, learner, engine = pair
+    perturb(learner.policy.get_output_embeddings().weight, seed=12)  # the embedding itself when tied
+    perturb(learner.policy.model.layers[0].mlp.down_proj.weight, seed=13)
+    learner._version += 1
+    sync(learner, engine)
+    assert mean_abs_diff(learner, engine, seed=3) <= 1e-4
+
+
+def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair):
+    """vLLM's plain in-place reload (what load_weights did before) leaves a tied head stale; the parity
+    guard's default thresholds must stop such a run, and pass the fixed path."""
+    from orchestrator.config import SyncGuardConfig
+    from orchestrator.weight_sync import logprob_abs_diff, verdict
+    from rollout.worker import RolloutWorker
+
+    kind, learner, engine = pair
+    guard = SyncGuardConfig()
+    worker = RolloutWorker(0, "", None, engine=engine, score_fn=lambda *a: None)
+
+    def check() -> str:
+        probe = worker.probe(PROMPTS[: guard.probe_prompts], max_tokens=guard.probe_tokens, seeds=[4, 5])
+        mean, _ = logprob_abs_diff(
+            probe["logprobs"], learner.logprobs(probe["prompt_token_ids"], probe["token_ids"])
+        )
+        return verdict(mean, guard.warn_above, guard.stop_above)
+
+    perturb(learner.policy.get_input_embeddings().weight, seed=14)
+    _, buckets = learner.export_weights()
+    weights = [(name, t) for bucket in buckets for name, t in bucket]
+    engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+    assert check() == ("stop" if kind == "tied" else "ok")
+    sync(learner, engine)
+    assert check() == "ok"
+    worker.close()
