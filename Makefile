@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: venv sysdeps models demo test lint proto bench clean
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
-# then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (ENVIRONMENT.md).
+# then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines").
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -36,12 +36,14 @@ demo: venv models
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 proto: venv
 	$(VENV)/bin/erv-grpo proto generate
 
 test: venv sysdeps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q tests
 
 clean:

@@ -81,7 +81,7 @@ def demo_step_phases(cache_dir: Path, steps: int, output_dir: Path) -> dict:
     from orchestrator.config import load_config
     from orchestrator.loop import train
     from policy.sft import prepare_sft_policy
-    from reward_service.embedded import prepare_erv
+    from reward_service.erv.embedded import prepare_erv
 
     config = load_config(
         "configs/demo.yaml",

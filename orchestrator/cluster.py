@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from orchestrator.config import TrainConfig
-from orchestrator.reward_proc import RewardService
+from orchestrator.reward_process import RewardProcess
 
 
 def init_ray(config: TrainConfig) -> None:
@@ -18,7 +18,8 @@ def init_ray(config: TrainConfig) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters: no token auth (ENVIRONMENT.md)
+    # local clusters: no token auth (docs/DESIGN.md, "CPU-only machines")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if config.ray.address:
         ray.init(address=config.ray.address, log_to_driver=True)
     else:
@@ -34,7 +35,7 @@ class Cluster:
         self.config = config
         init_ray(config)
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.reward = RewardService(config.reward, work_dir)
+        self.reward = RewardProcess(config.reward, work_dir)
         self.reward_address = self.reward.start()
         self._start_workers = start_rollout_workers
         self.workers: list = []

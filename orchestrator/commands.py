@@ -141,12 +141,12 @@ def register(sub, groups) -> None:
 
 def _models_prepare(args: argparse.Namespace) -> int:
     from policy.model_loading import ModelLoadError
-    from reward_service.embedded import EmbeddedErvError
+    from reward_service.erv.embedded import EmbeddedErvError
 
     try:
         if args.only in (None, "erv"):
-            from reward_service.embedded import prepare_erv
-            from reward_service.examples import format_scores, score_examples
+            from reward_service.erv.embedded import prepare_erv
+            from reward_service.erv.examples import format_scores, score_examples
 
             erv_dir = prepare_erv(args.cache_dir)
             print(f"ERV ready at {erv_dir}; example completions scored end to end:")
@@ -205,14 +205,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise SystemExit("erv-grpo: error: eval.judge=llm needs eval.judge_url")
 
     from orchestrator.data import load_prompts
-    from orchestrator.evaluate import (
-        erv_judge,
-        format_table,
-        generate_texts,
-        llm_judge,
-        score_texts,
-        write_eval,
-    )
+    from orchestrator.evaluate import erv_judge, evaluate_policy, format_table, llm_judge
     from rollout.engine import VllmEngine
 
     records = load_prompts(args.prompts or config.data.test_file)[: config.eval.limit]
@@ -230,11 +223,10 @@ def _eval(args: argparse.Namespace) -> int:
                                 enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
         else:  # same architecture: swap the weights in place instead of starting another engine
             engine.load_weights(version, [_read_weights(path)])
-        texts = generate_texts(engine.generate, records, config.eval, seed=config.run.seed)
-        metrics, rows = score_texts(texts, records, judge)
+        metrics = evaluate_policy(
+            engine.generate, records, judge, config.eval, name, args.output, config.run.seed
+        )
         results[name] = metrics
-        if args.output:
-            write_eval(args.output, name, metrics, rows)
         print(f"{name}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()), file=sys.stderr)
     table = format_table(results)
     print(table)

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from reward_service.labels import normalize
+from reward_service.core.labels import normalize
 
 _MEDIA_KEYS = ("video", "audio", "video_path", "audio_path", "image", "images", "videos")
 

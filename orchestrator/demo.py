@@ -20,12 +20,12 @@ def run_demo(cache_dir: Path, overrides: list[str] | None = None) -> int:
     from orchestrator.cluster import Cluster
     from orchestrator.config import load_config
     from orchestrator.data import load_prompts
-    from orchestrator.evaluate import erv_judge, format_table, generate_texts, score_texts, write_eval
+    from orchestrator.evaluate import erv_judge, evaluate_policy, format_table
     from orchestrator.loop import train
     from orchestrator.plots import plot_rewards
     from orchestrator.tracking import read_metrics
     from policy.sft import prepare_sft_policy
-    from reward_service.embedded import prepare_erv
+    from reward_service.erv.embedded import prepare_erv
 
     t0 = time.perf_counter()
     print("[demo 1/5] embedded models (built once, then cached)", flush=True)
@@ -53,12 +53,8 @@ def run_demo(cache_dir: Path, overrides: list[str] | None = None) -> int:
 
         def evaluate(name: str) -> dict:
             worker = cluster.workers[0]
-            texts = generate_texts(
-                lambda prompts, **kw: ray.get(worker.generate.remote(prompts, **kw)), records, config.eval
-            )
-            metrics, rows = score_texts(texts, records, judge)
-            write_eval(run_dir, name, metrics, rows)
-            return metrics
+            generate = lambda prompts, **kw: ray.get(worker.generate.remote(prompts, **kw))  # noqa: E731
+            return evaluate_policy(generate, records, judge, config.eval, name, run_dir)
 
         print(f"[demo 3/5] eval before training on {len(records)} test prompts", flush=True)
         before = evaluate("before")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from orchestrator.config import EvalConfig
 from orchestrator.data import PromptRecord
-from orchestrator.metrics import all_metrics
-from reward_service.labels import normalize
-from reward_service.reward import extract_answer, extract_think
+from orchestrator.eval_metrics import all_metrics
+from reward_service.core.labels import normalize
+from reward_service.core.reward import extract_answer, extract_think
 
 JUDGE_PROMPT = (
     "Read the reasoning content and respond with the appropriate emotion in {labels}. "
@@ -27,7 +27,7 @@ Judge = Callable[[list[str]], list[str]]  # explanations -> one label of the dat
 
 def erv_judge(model_dir: str | Path, labels: Sequence[str]) -> Judge:
     """ERV as judge: argmax over the columns whose canonical label is in `labels`; empty explanation -> neutral."""
-    from reward_service.erv import ErvModel
+    from reward_service.erv.model import ErvModel
 
     erv = ErvModel.load(model_dir)
     columns = [j for j, label in enumerate(erv.labels) if label in labels]
@@ -90,6 +90,23 @@ def generate_texts(
         seeds=[seed + i for i in range(len(records))],
     )
     return [g.completions[0].text for g in groups]
+
+
+def evaluate_policy(
+    generate: Callable,
+    records: Sequence[PromptRecord],
+    judge: Judge,
+    cfg: EvalConfig,
+    name: str,
+    out_dir: Path | None = None,
+    seed: int = 0,
+) -> dict:
+    """One policy's metrics on `records` (what `erv-grpo eval` and the demo run); eval_<name>.json into out_dir."""
+    texts = generate_texts(generate, records, cfg, seed=seed)
+    metrics, rows = score_texts(texts, records, judge)
+    if out_dir is not None:
+        write_eval(out_dir, name, metrics, rows)
+    return metrics
 
 
 def format_table(results: dict[str, dict]) -> str:

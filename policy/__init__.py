@@ -1,1 +1,4 @@
-"""policy package."""
+"""The policy: GRPO math, the learner (and its Ray actor), model loading, checkpoints, SFT cold start.
+
+Runs in the learner actor(s) and in `erv-grpo sft`; of reward_service it imports only the pure `core`.
+"""

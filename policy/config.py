@@ -1,7 +1,7 @@
 """Typed configs of the policy package: `LearnerConfig` (GRPO learner) and `SFTConfig` (cold start).
 
 Plain pydantic models, validated where they are built (the CLI, the orchestrator's composed
-config, a Ray actor's constructor). Defaults are the paper's (ERV_REWARD_SPEC.md) except
+config, a Ray actor's constructor). Defaults are the paper's (docs/REWARD_SPEC.md) except
 where a field says otherwise.
 """
 

@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -25,10 +24,8 @@ import torch
 from policy.config import SFTConfig
 from policy.learner import completion_logprobs, pad_rows
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
+from reward_service.core.reward import extract_answer, format_reward
 
-# R_format of ERV_REWARD_SPEC.md (the reward service owns the reward; policy may not import it).
-FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 REPORT_FILE = "sft_report.json"
 SFT_FOLDER = "smollm2-135m-erv-sft"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "sft"
@@ -129,10 +126,9 @@ def format_rate(model, tokenizer, rows: list[dict], max_new_tokens: int, device:
         )
         for row, seq in zip(chunk, out[:, width:], strict=True):
             text = tokenizer.decode(seq, skip_special_tokens=True)
-            ok = FORMAT_RE.fullmatch(text) is not None
-            answer = ANSWER_RE.search(text)
-            formatted += ok
-            correct += bool(answer and answer.group(1).strip().lower() == row.get("label"))
+            answer = extract_answer(text)
+            formatted += format_reward(text) == 1.0
+            correct += bool(answer and answer.lower() == row.get("label"))
             if len(samples) < 5:
                 samples.append(text)
     torch.set_num_threads(threads)

@@ -22,23 +22,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reward_service.config import MAX_MESSAGE_BYTES, grpc_client_options
+from reward_service.core.reward import Completion
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
+from reward_service.transport import MAX_MESSAGE_BYTES, grpc_client_options
 
 log = logging.getLogger("erv_grpo.reward_client")
+
+__all__ = ["Completion", "RewardClient", "RewardStream"]  # Completion: re-exported for callers
 
 CompletionScore = reward_pb2.CompletionScore
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
-
-@dataclass(frozen=True)
-class Completion:
-    id: str
-    text: str
-    ground_truth: str
 
 
 class RewardClientError(RuntimeError):

@@ -1,1 +1,4 @@
-"""rollout package."""
+"""Rollouts: the vLLM engine wrapper and the rollout Ray actor that streams finished groups to the reward service.
+
+Runs in the rollout worker processes (one vLLM engine each).
+"""

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# vLLM on a CPU-only host (ENVIRONMENT.md): in-process engine core, thread binding, a small KV cache.
+# vLLM on a CPU-only host (docs/DESIGN.md, "CPU-only machines"): in-process engine core, thread binding, a small KV cache.
 CPU_VLLM_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_OMP_THREADS_BIND": "0-1",

@@ -16,21 +16,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reward_service.core.reward import Completion
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
 
-
-@dataclass
-class RewardInput:
-    """What the reward service scores for one completion."""
-
-    id: str
-    text: str
-    ground_truth: str
-
-
 # (inputs, request_id) -> {completion_id: score with .explanation .format .answer .total .predicted}
-ScoreFn = Callable[[list[RewardInput], str], Awaitable[dict]]
+ScoreFn = Callable[[list[Completion], str], Awaitable[dict]]
 
 
 @dataclass
@@ -142,10 +133,7 @@ class RolloutWorker:
         self._client = self._call(self._make_client(self._reward_address))
         self._client_stale = False
 
-    async def _client_score(self, inputs: list[RewardInput], request_id: str) -> dict:
-        from reward_service.client import Completion
-
-        completions = [Completion(x.id, x.text, x.ground_truth) for x in inputs]
+    async def _client_score(self, completions: list[Completion], request_id: str) -> dict:
         return await self._client.score(
             completions, request_id=request_id, deadline_s=self.config.reward_deadline_s
         )
@@ -198,7 +186,7 @@ class RolloutWorker:
             req = requests[i]
             ids = [f"{req.prompt_id}/{k}" for k in range(len(samples.completions))]
             completions = [
-                RewardInput(cid, c.text, req.ground_truth)
+                Completion(cid, c.text, req.ground_truth)
                 for cid, c in zip(ids, samples.completions, strict=True)
             ]
             future = asyncio.run_coroutine_threadsafe(

@@ -231,7 +231,7 @@ def test_overlay_shapes(overlay, rollout_gpus, learner_gpus, reward_replicas, re
 
 
 def test_reward_configmap_is_a_valid_service_config(rendered):
-    from reward_service.config import RewardServiceConfig
+    from reward_service.server.config import RewardServiceConfig
 
     data = index(rendered["a100"])[("ConfigMap", "erv-reward-config")]["data"]["reward.yaml"]
     config = RewardServiceConfig(**yaml.safe_load(data))

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import DEPLOY, ROOT
-from tests.deploy.metric_names import (
+from tests.support.metric_names import (
     autoscaler_names,
     dashboard_exprs,
     exported_names,
@@ -71,7 +71,7 @@ def used_names(rendered_objects) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def reward_metrics_page(tmp_path_factory) -> str:
     """/metrics of a real `erv-grpo reward serve` after gRPC and HTTP traffic (OK and an error)."""
-    from tests.reward_service.tiny_erv import build_tiny_erv
+    from tests.support.tiny_erv import build_tiny_erv
 
     tmp = tmp_path_factory.mktemp("reward_scrape")
     model_dir = build_tiny_erv(tmp / "erv")

@@ -99,7 +99,7 @@ def test_reward_service_runs_without_the_training_stack():
         "sys.meta_path.insert(0, Block())\n"
         "from orchestrator.cli import build_parser\n"
         "args = build_parser().parse_args(['reward', 'serve', '--model-dir', 'x'])\n"
-        "import reward_service.server, reward_service.erv, reward_service.grpc_server, reward_service.http_app\n"
+        "import reward_service.server.service, reward_service.erv.model, reward_service.server.grpc_adapter, reward_service.server.http_adapter\n"
         "print(args.func.__name__)\n"
     )
     out = _run(sys.executable, "-c", script, cwd=DEPLOY.parent)

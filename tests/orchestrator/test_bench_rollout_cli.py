@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from reward_service.bench_reward import load_workload
-from tests.tiny_models import build_tiny_qwen2
+from reward_service.bench.reward import load_workload
+from tests.support.tiny_models import build_tiny_qwen2
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from orchestrator.cli import main
-from tests.orchestrator.tiny_policy import build_tiny_formatted_policy
-from tests.reward_service.tiny_erv import build_tiny_erv
+from tests.support.tiny_erv import build_tiny_erv
+from tests.support.tiny_policy import build_tiny_formatted_policy
 
 pytestmark = pytest.mark.slow
 

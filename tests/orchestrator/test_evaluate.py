@@ -34,7 +34,7 @@ def test_score_texts_parses_and_judges():
 
 def test_erv_judge_picks_among_dataset_labels(tmp_path):
     from orchestrator.evaluate import erv_judge
-    from tests.reward_service.tiny_erv import build_tiny_erv
+    from tests.support.tiny_erv import build_tiny_erv
 
     labels = ["happy", "sad"]
     judge = erv_judge(build_tiny_erv(tmp_path / "erv"), labels)

@@ -11,9 +11,9 @@ from orchestrator.cluster import Cluster
 from orchestrator.config import load_config
 from orchestrator.loop import train
 from orchestrator.tracking import read_metrics
-from tests.deploy.metric_names import dashboard_exprs, exported_names, promql_metric_names, rules_names
-from tests.orchestrator.tiny_policy import build_tiny_formatted_policy
-from tests.reward_service.tiny_erv import build_tiny_erv
+from tests.support.metric_names import dashboard_exprs, exported_names, promql_metric_names, rules_names
+from tests.support.tiny_erv import build_tiny_erv
+from tests.support.tiny_policy import build_tiny_formatted_policy
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from policy.batch import RolloutBatch
-from tests.tiny_models import build_tiny_qwen2
+from tests.support.tiny_models import build_tiny_qwen2
 
 
 @pytest.fixture(autouse=True)

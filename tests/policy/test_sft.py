@@ -9,7 +9,8 @@ import pytest
 from policy.cli import register
 from policy.config import SFTConfig
 from policy.model_loading import load_tokenizer
-from policy.sft import FORMAT_RE, encode, lr_factor, read_examples, run_sft
+from policy.sft import encode, lr_factor, read_examples, run_sft
+from reward_service.core.reward import FORMAT_RE
 
 LABELS = ["happy", "sad", "angry", "fear"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reward_service.tiny_erv import build_tiny_erv
+from tests.support.tiny_erv import build_tiny_erv
 
 
 @pytest.fixture(scope="session")

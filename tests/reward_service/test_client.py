@@ -14,8 +14,8 @@ from reward_service.client import (
     collect_scores,
 )
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
-from tests.reward_service.fake_classifier import FakeClassifier
-from tests.reward_service.service_helpers import free_port, running_service
+from tests.support.fake_classifier import FakeClassifier
+from tests.support.service_helpers import free_port, running_service
 
 GROUP = [Completion("a", "<think>x.</think>", "happy"), Completion("b", "<think>y.</think>", "sad")]
 

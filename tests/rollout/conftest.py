@@ -3,7 +3,7 @@
 import pytest
 
 from rollout.config import CPU_VLLM_ENV
-from tests.tiny_models import build_tiny_qwen2
+from tests.support.tiny_models import build_tiny_qwen2
 
 
 @pytest.fixture(scope="session")

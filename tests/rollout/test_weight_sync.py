@@ -11,7 +11,7 @@ import torch
 from policy.config import LearnerConfig
 from policy.learner import Learner
 from rollout.config import CPU_VLLM_ENV
-from tests.tiny_models import build_tiny_qwen2
+from tests.support.tiny_models import build_tiny_qwen2
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,142 @@
+"""Typed configuration of the reward service (`RewardServiceConfig`) and its loader.
+
+Runs in the reward service process (`erv-grpo reward serve`); the orchestrator reads the same
+model to start its reward subprocess. Pure pydantic, no I/O except `load_service_config`,
+which reads the YAML file named by --config. Transport limits live in reward_service.transport.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reward_service.transport import MAX_MESSAGE_BYTES
+
+
+class RewardServiceConfig(BaseModel):
+    """Everything `erv-grpo reward serve` needs; YAML keys are these field names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path | None = Field(
+        None, description="exported ERV folder (model.onnx, tokenizer.json, labels.json)"
+    )
+    host: str = Field(
+        "127.0.0.1", description="bind address of gRPC and HTTP; loopback unless told otherwise"
+    )
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free port")
+    http_port: int = Field(
+        8000, ge=0, le=65535, description="HTTP port (health, metrics, /v1/score); 0 picks a free port"
+    )
+    tls_cert: Path | None = Field(None, description="PEM server certificate; turns on TLS on gRPC and HTTP")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed"
+    )
+    token_file: Path | None = Field(
+        None, description="file with the bearer token required on Score calls and POST /v1/score"
+    )
+    drain_seconds: float = Field(30.0, ge=0, description="grace period for in-flight work after SIGTERM")
+    max_batch_tokens: int = Field(
+        8192, ge=1, description="token budget of one model batch (sum of estimated tokens)"
+    )
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="longest the first sentence waits for its batch to fill"
+    )
+    max_queue_sentences: int = Field(
+        20_000, ge=1, description="bound of sentences waiting for the model; past it RESOURCE_EXHAUSTED"
+    )
+    max_concurrent_rpcs: int = Field(
+        4096, ge=1, description="gRPC calls (unary or streams) served at once; more get RESOURCE_EXHAUSTED"
+    )
+    max_inflight_per_stream: int = Field(
+        64, ge=1, description="requests of one ScoreStream scored at once; more wait (flow control)"
+    )
+    sentence_cache_size: int = Field(
+        100_000,
+        ge=0,
+        description="LRU entries of sentence probabilities keyed by (model version, sentence); 0 = off",
+    )
+    idempotency_cache_size: int = Field(
+        10_000, ge=0, description="responses kept for replays of a request_id"
+    )
+    idempotency_ttl_s: float = Field(600.0, gt=0, description="how long a request_id's response is replayed")
+    max_completions_per_request: int = Field(
+        256, ge=1, description="INVALID_ARGUMENT above this many completions"
+    )
+    max_completion_chars: int = Field(
+        20_000, ge=1, description="INVALID_ARGUMENT for a completion text longer than this"
+    )
+    max_message_bytes: int = Field(
+        MAX_MESSAGE_BYTES, ge=1024, description="gRPC message size limit (send and receive)"
+    )
+    num_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = all cores")
+    device: str = Field("auto", description="ONNX Runtime device: auto, cpu or cuda")
+    retry_after_ms: int = Field(200, ge=0, description="retry hint sent with RESOURCE_EXHAUSTED")
+    ready_file: Path | None = Field(
+        None, description="write 'GRPC_PORT HTTP_PORT' here once serving (scripts, tests)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> RewardServiceConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        return self
+
+    def read_token(self) -> str | None:
+        """The bearer token from token_file (stripped), or None when no token is required."""
+        if self.token_file is None:
+            return None
+        token = self.token_file.read_text().strip()
+        if not token:
+            raise SystemExit(f"erv-grpo: error: token_file {self.token_file} is empty")
+        return token
+
+
+# CLI flag (argparse dest) -> config field; a flag left out keeps the file's (or default) value.
+_FLAG_FIELDS = (
+    "model_dir", "host", "grpc_port", "http_port", "tls_cert", "tls_key", "tls_client_ca", "token_file",
+    "drain_seconds", "max_batch_tokens", "max_wait_ms", "max_queue_sentences", "sentence_cache_size",
+    "num_threads", "ready_file",
+)  # fmt: skip
+
+
+def load_service_config(args) -> RewardServiceConfig:
+    """Config from --config YAML (if any) with CLI flags on top; user errors exit with one clear line."""
+    import yaml
+
+    values: dict = {}
+    if getattr(args, "config", None) is not None:
+        if not args.config.is_file():
+            raise SystemExit(f"erv-grpo: error: --config {args.config} does not exist")
+        loaded = yaml.safe_load(args.config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(
+                f"erv-grpo: error: --config {args.config} must hold a mapping of RewardServiceConfig fields"
+            )
+        values.update(loaded)
+    for name in _FLAG_FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    try:
+        config = RewardServiceConfig(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()
+        )
+        raise SystemExit(f"erv-grpo: error: invalid reward service config: {problems}") from None
+    if config.model_dir is None:
+        raise SystemExit("erv-grpo: error: --model-dir (or model_dir in --config) is required")
+    if not (config.model_dir / "model.onnx").is_file():
+        raise SystemExit(
+            f"erv-grpo: error: --model-dir {config.model_dir} has no model.onnx (run `erv-grpo models prepare`)"
+        )
+    for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
+        path = getattr(config, name)
+        if path is not None and not path.is_file():
+            raise SystemExit(f"erv-grpo: error: {name} {path} does not exist")
+    return config
