@@ -233,12 +233,17 @@ def _baseline_server(model_dir: Path, num_threads: int | None):
 
 def _scrape(http_port: int) -> dict:
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
-    values = {}
-    for line in text.splitlines():
-        if line.startswith(("erv_reward_batch_size_", "erv_reward_sentence_cache_")) and " " in line:
-            name, value = line.split()
-            values[name] = float(value)
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name
+        in ("erv_reward_batch_size", "erv_reward_sentence_cache_hits", "erv_reward_sentence_cache_misses")
+        for sample in family.samples
+        if not sample.labels  # the unlabelled _count, _sum and _total samples
+    }
     count = values.get("erv_reward_batch_size_count", 0)
     hits, misses = (values.get(f"erv_reward_sentence_cache_{k}_total", 0) for k in ("hits", "misses"))
     return {
