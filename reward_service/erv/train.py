@@ -233,7 +233,7 @@ def train_erv(config: ErvTrainConfig, log: Callable[[str], None] = print) -> dic
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    c = config
+    c = config  # the fields as locals: the training code below reads them by name
     data, base, out, epochs, batch_size, lr = c.data, c.base, c.out, c.epochs, c.batch_size, c.lr
     val_fraction, max_length, seed, threads = c.val_fraction, c.max_length, c.seed, c.threads
     probe_epochs, probe_lr, progress = c.probe_epochs, c.probe_lr, c.progress
