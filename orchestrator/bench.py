@@ -13,6 +13,8 @@ import platform
 import time
 from pathlib import Path
 
+from orchestrator.errors import OrchestratorError
+
 
 def hf_generate_tokens_per_second(model_dir: str, prompts: list[str], group_size: int, max_tokens: int,
                                   temperature: float, threads: int) -> dict:  # fmt: skip
@@ -98,7 +100,7 @@ def phase_breakdown(run_dir: Path) -> dict:
 
     records = read_metrics(run_dir)
     if not records:
-        raise SystemExit(f"erv-grpo: error: {run_dir} has no metrics.jsonl records")
+        raise OrchestratorError(f"{run_dir} has no metrics.jsonl records")
     config = json.loads((Path(run_dir) / "config.json").read_text())
     phases = ("generate", "reward_wait", "update", "weight_sync")
     per_step = [

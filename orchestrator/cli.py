@@ -1,14 +1,17 @@
 """The `erv-grpo` console script: one argparse tree composed from each package's commands.
 
 Runs in the user's shell process. Each package owns its commands in its own `cli.py`
-(`register(sub, groups)`); this module only composes them. A handler reports a user error
-by raising `SystemExit("erv-grpo: error: ...")`, which prints one line and exits non-zero.
+(`register(sub, groups)`); this module composes them and is the one place that turns a library
+error (common.errors.ErvGrpoError and its per-package subclasses) into the single line
+`erv-grpo: error: ...` and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from common.errors import ErvGrpoError, error_line
 
 GROUPS = {
     "erv": "train and export the Emotional Rationale Verifier",
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+    except ErvGrpoError as err:
+        raise SystemExit(error_line(err)) from None
     except KeyboardInterrupt:
         print("erv-grpo: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.errors import ConfigError
+from orchestrator.errors import OrchestratorError
+
 DEFAULT_CACHE = Path(".cache/models")
 
 
@@ -140,10 +143,7 @@ def register(sub, groups) -> None:
 
 
 def _models_prepare(args: argparse.Namespace) -> int:
-    from policy.model_loading import ModelLoadError
-    from reward_service.erv.embedded import EmbeddedErvError
-
-    try:
+    try:  # EmbeddedErvError and ModelLoadError are ErvGrpoErrors already: the CLI reports them
         if args.only in (None, "erv"):
             from reward_service.erv.embedded import prepare_erv
             from reward_service.erv.examples import format_scores, score_examples
@@ -155,8 +155,8 @@ def _models_prepare(args: argparse.Namespace) -> int:
             from policy.embedded import prepare_policy
 
             print(f"policy ready at {prepare_policy(args.cache_dir)}")
-    except (EmbeddedErvError, ModelLoadError, FileNotFoundError) as exc:
-        raise SystemExit(f"erv-grpo: error: {exc}") from None
+    except FileNotFoundError as exc:
+        raise OrchestratorError(str(exc)) from None
     return 0
 
 
@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)  # fails here, named, before anything starts
     if args.resume is not None and not args.resume.is_dir():
-        raise SystemExit(f"erv-grpo: error: --resume {args.resume} is not a run folder")
+        raise OrchestratorError(f"--resume {args.resume} is not a run folder")
     from orchestrator.loop import train
 
     run_dir = train(config, resume=args.resume)
@@ -186,7 +186,7 @@ def _parse_models(specs: list[str] | None, default: str) -> dict[str, str]:
     for spec in specs:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
         if not Path(path).is_dir():
-            raise SystemExit(f"erv-grpo: error: --model {spec}: {path} is not a model folder")
+            raise OrchestratorError(f"--model {spec}: {path} is not a model folder")
         models[name or Path(path).name] = path
     return models
 
@@ -198,11 +198,9 @@ def _eval(args: argparse.Namespace) -> int:
     models = _parse_models(args.model, config.learner.model)
     erv_dir = args.erv_dir or config.reward.model_dir
     if config.eval.judge == "erv" and (erv_dir is None or not Path(erv_dir).is_dir()):
-        raise SystemExit(
-            f"erv-grpo: error: ERV judge folder {erv_dir} does not exist (--erv-dir or reward.model_dir)"
-        )
+        raise OrchestratorError(f"ERV judge folder {erv_dir} does not exist (--erv-dir or reward.model_dir)")
     if config.eval.judge == "llm" and not config.eval.judge_url:
-        raise SystemExit("erv-grpo: error: eval.judge=llm needs eval.judge_url")
+        raise ConfigError("eval.judge=llm needs eval.judge_url")
 
     from orchestrator.data import load_prompts
     from orchestrator.evaluate import erv_judge, evaluate_policy, format_table, llm_judge
@@ -240,7 +238,7 @@ def _read_weights(folder: str) -> list:
 
     files = sorted(Path(folder).glob("model*.safetensors"))
     if not files:
-        raise SystemExit(f"erv-grpo: error: --model {folder} has no model*.safetensors")
+        raise OrchestratorError(f"--model {folder} has no model*.safetensors")
     return [item for f in files for item in load_file(str(f)).items()]
 
 
@@ -253,7 +251,7 @@ def _bench_rollout(args: argparse.Namespace) -> int:
 
         args.model = prepare_sft_policy(args.cache_dir)
     if samples and not Path(args.model).is_dir():
-        raise SystemExit(f"erv-grpo: error: --model {args.model} is not a model folder")
+        raise OrchestratorError(f"--model {args.model} is not a model folder")
     if args.from_run is not None and not (args.from_run / "metrics.jsonl").is_file():
-        raise SystemExit(f"erv-grpo: error: --from-run {args.from_run} has no metrics.jsonl")
+        raise OrchestratorError(f"--from-run {args.from_run} has no metrics.jsonl")
     return run_bench(args)

@@ -2,7 +2,7 @@
 
 Runs in the orchestrator (driver) process. YAML files in configs/ hold these fields; the CLI
 applies dotted overrides (`rollout.num_workers=2`) on top. Any unknown key or bad value stops
-the job at start with one line naming the field.
+the job at start with one line naming the field (common.config_loading, ConfigError).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.config_loading import load_config as load_config_file
 from policy.config import LearnerConfig
 from rollout.config import RolloutConfig
 
@@ -177,39 +177,6 @@ class TrainConfig(_Strict):
         return Path(self.run.output_dir) / self.run.name
 
 
-def apply_override(values: dict, override: str) -> None:
-    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, bools, null, lists)."""
-    if "=" not in override:
-        raise SystemExit(f"erv-grpo: error: override {override!r} is not of the form key.path=value")
-    path, raw = override.split("=", 1)
-    keys = path.strip().split(".")
-    node = values
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise SystemExit(f"erv-grpo: error: override {override!r}: {key} is not a section")
-        node = child
-    node[keys[-1]] = yaml.safe_load(raw)
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config, apply dotted overrides, validate; user errors exit with one named line."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"erv-grpo: error: config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SystemExit(f"erv-grpo: error: {path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise SystemExit(
-            f"erv-grpo: error: {path} must hold a mapping of sections (run, reward, learner, ...)"
-        )
-    for override in overrides:
-        apply_override(values, override)
-    try:
-        return TrainConfig(**values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise SystemExit(f"erv-grpo: error: {path}: {where}: {first['msg']}") from None
+    """Read a YAML config, apply dotted overrides, validate; a user error raises ConfigError naming the field."""
+    return load_config_file(TrainConfig, path, overrides)

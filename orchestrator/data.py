@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import OrchestratorError
 from reward_service.core.labels import normalize
 
 _MEDIA_KEYS = ("video", "audio", "video_path", "audio_path", "image", "images", "videos")
@@ -28,7 +29,7 @@ def load_prompts(path: str | Path) -> list[PromptRecord]:
     """Read and validate a prompt JSONL; a bad line exits with its file, line number and field."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"erv-grpo: error: prompt file {path} does not exist")
+        raise OrchestratorError(f"prompt file {path} does not exist")
     records, seen = [], set()
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -37,32 +38,28 @@ def load_prompts(path: str | Path) -> list[PromptRecord]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise SystemExit(f"erv-grpo: error: {where}: not JSON ({err.msg})") from None
+            raise OrchestratorError(f"{where}: not JSON ({err.msg})") from None
         media = [k for k in _MEDIA_KEYS if row.get(k)]
         if media:
-            raise SystemExit(
-                f"erv-grpo: error: {where}: field {media[0]!r}: video/audio inputs are not supported yet; "
+            raise OrchestratorError(
+                f"{where}: field {media[0]!r}: video/audio inputs are not supported yet; "
                 "describe the cues in the text prompt"
             )
         for key in ("id", "prompt", "ground_truth"):
             if key not in row:
-                raise SystemExit(f"erv-grpo: error: {where}: missing field {key!r}")
+                raise OrchestratorError(f"{where}: missing field {key!r}")
         prompt = row["prompt"]
         if not (isinstance(prompt, str) and prompt.strip()) and not _is_messages(prompt):
-            raise SystemExit(
-                f"erv-grpo: error: {where}: field 'prompt' must be text or a list of chat messages"
-            )
+            raise OrchestratorError(f"{where}: field 'prompt' must be text or a list of chat messages")
         label = normalize(str(row["ground_truth"]))
         if label == "unknown":
-            raise SystemExit(
-                f"erv-grpo: error: {where}: field 'ground_truth': unknown emotion {row['ground_truth']!r}"
-            )
+            raise OrchestratorError(f"{where}: field 'ground_truth': unknown emotion {row['ground_truth']!r}")
         if row["id"] in seen:
-            raise SystemExit(f"erv-grpo: error: {where}: field 'id': duplicate id {row['id']!r}")
+            raise OrchestratorError(f"{where}: field 'id': duplicate id {row['id']!r}")
         seen.add(row["id"])
         records.append(PromptRecord(str(row["id"]), prompt, label, str(row.get("dataset", path.stem))))
     if not records:
-        raise SystemExit(f"erv-grpo: error: prompt file {path} holds no prompts")
+        raise OrchestratorError(f"prompt file {path} holds no prompts")
     return records
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator.config import EvalConfig
 from orchestrator.data import PromptRecord
+from orchestrator.errors import OrchestratorError
 from orchestrator.eval_metrics import all_metrics
 from reward_service.core.labels import normalize
 from reward_service.core.reward import extract_answer, extract_think
@@ -32,7 +33,7 @@ def erv_judge(model_dir: str | Path, labels: Sequence[str]) -> Judge:
     erv = ErvModel.load(model_dir)
     columns = [j for j, label in enumerate(erv.labels) if label in labels]
     if not columns:
-        raise SystemExit(f"erv-grpo: error: the ERV at {model_dir} has no output for any of {list(labels)}")
+        raise OrchestratorError(f"the ERV at {model_dir} has no output for any of {list(labels)}")
 
     def judge(explanations: list[str]) -> list[str]:
         out = ["neutral"] * len(explanations)

@@ -16,6 +16,7 @@ from pathlib import Path
 from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.errors import OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
 from orchestrator.tracking import MetricsSink, read_metrics
 from orchestrator.weight_sync import Probe, WeightSyncError, logprob_abs_diff, verdict
@@ -72,8 +73,8 @@ class TrainingRun:
         # Only a previous run's training output is protected: the cluster's reward-service log and a
         # pre-training eval (the demo) may already be in the folder.
         if not resume and any((self.dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
-            raise SystemExit(
-                f"erv-grpo: error: run folder {self.dir} holds a run; pick another run.name or --resume it"
+            raise OrchestratorError(
+                f"run folder {self.dir} holds a run; pick another run.name or --resume it"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
@@ -161,8 +162,8 @@ class TrainingRun:
             if reward.serving():
                 break
             if time.monotonic() - start > self.config.reward.max_pause_s:
-                raise SystemExit(
-                    f"erv-grpo: error: reward service down for more than {self.config.reward.max_pause_s} s"
+                raise RewardProcessError(
+                    f"reward service down for more than {self.config.reward.max_pause_s} s"
                 )
             time.sleep(self.config.reward.pause_poll_s)
         waited = time.monotonic() - start
@@ -250,9 +251,7 @@ class TrainingRun:
     def _restore(self) -> None:
         checkpoints = sorted((self.dir / "checkpoints").glob("step-[0-9]*[0-9]"))
         if not checkpoints:
-            raise SystemExit(
-                f"erv-grpo: error: --resume {self.dir}: no checkpoint under {self.dir / 'checkpoints'}"
-            )
+            raise OrchestratorError(f"--resume {self.dir}: no checkpoint under {self.dir / 'checkpoints'}")
         latest = checkpoints[-1]
         state = json.loads((latest / "state.json").read_text())
         self.learner.load(latest / "learner")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from orchestrator.config import RewardConfig
+from orchestrator.errors import RewardProcessError
 
 
 def health_serving(address: str, timeout_s: float = 2.0, tls_ca: str | None = None) -> bool:
@@ -75,15 +76,13 @@ class RewardProcess:
         end = time.monotonic() + cfg.startup_timeout_s
         while not (ready.is_file() and ready.read_text().strip()):
             if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"erv-grpo: error: reward service exited with code {self.proc.returncode} at start; "
+                raise RewardProcessError(
+                    f"reward service exited with code {self.proc.returncode} at start; "
                     f"see {self.run_dir / 'reward_service.log'}"
                 )
             if time.monotonic() > end:
                 self.stop()
-                raise SystemExit(
-                    f"erv-grpo: error: reward service did not start within {cfg.startup_timeout_s} s"
-                )
+                raise RewardProcessError(f"reward service did not start within {cfg.startup_timeout_s} s")
             time.sleep(0.1)
         # Keep the OS-chosen ports: a restart after a crash comes back on the same address.
         self.grpc_port, self.http_port = (int(p) for p in ready.read_text().split()[:2])
@@ -93,11 +92,9 @@ class RewardProcess:
         end = time.monotonic() + timeout_s
         while not self.serving():
             if self.proc is not None and self.proc.poll() is not None:
-                raise SystemExit(f"erv-grpo: error: reward service exited (code {self.proc.returncode})")
+                raise RewardProcessError(f"reward service exited (code {self.proc.returncode})")
             if time.monotonic() > end:
-                raise SystemExit(
-                    f"erv-grpo: error: reward service at {self.address} not SERVING within {timeout_s} s"
-                )
+                raise RewardProcessError(f"reward service at {self.address} not SERVING within {timeout_s} s")
             time.sleep(0.2)
 
     def serving(self) -> bool:

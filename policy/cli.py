@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.config_loading import load_config
+from common.errors import ConfigError
+
 
 def register(sub, groups) -> None:
     """Add this package's commands: `sub` is the top-level subparsers, `groups` maps group name -> subparsers."""
@@ -58,32 +61,10 @@ def register(sub, groups) -> None:
 
 
 def load_sft_config(path: str, overrides: list[str]):
-    """Read the YAML, apply key=value overrides, validate; user errors exit with one line naming the field."""
-    import yaml
-    from pydantic import ValidationError
-
+    """Read the YAML, apply key=value overrides, validate; a user error raises ConfigError naming the field."""
     from policy.config import SFTConfig
 
-    file = Path(path)
-    if not file.is_file():
-        raise SystemExit(f"erv-grpo: error: config file {file} does not exist")
-    try:
-        values = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SystemExit(f"erv-grpo: error: {file} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise SystemExit(f"erv-grpo: error: {file} must hold a mapping of SFTConfig fields")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"erv-grpo: error: override {item!r} is not of the form key=value")
-        values[key.strip()] = yaml.safe_load(raw)
-    try:
-        return SFTConfig(**values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise SystemExit(f"erv-grpo: error: {file}: {where}: {first['msg']}") from None
+    return load_config(SFTConfig, path, overrides)
 
 
 def _sft(args) -> int:
@@ -91,14 +72,10 @@ def _sft(args) -> int:
     for name in ("train_file", "eval_file"):
         value = getattr(config, name)
         if value is not None and not Path(value).is_file():
-            raise SystemExit(f"erv-grpo: error: {name} {value} does not exist")
-    from policy.model_loading import ModelLoadError
+            raise ConfigError(f"{name} {value} does not exist")
     from policy.sft import run_sft
 
-    try:
-        report = run_sft(config)
-    except (ModelLoadError, ValueError) as err:
-        raise SystemExit(f"erv-grpo: error: {err}") from None
+    report = run_sft(config)
     heldout = report.get("heldout")
     if heldout:
         print(
@@ -120,13 +97,8 @@ def _bench_learner(args) -> int:
         "repeats",
     ):
         if getattr(args, name) < 1:
-            raise SystemExit(f"erv-grpo: error: --{name.replace('_', '-')} must be >= 1")
-    from policy.model_loading import ModelLoadError
-
-    try:
-        result = run_bench(args)
-    except ModelLoadError as err:
-        raise SystemExit(f"erv-grpo: error: {err}") from None
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    result = run_bench(args)
     print(
         f"learner update: {result['tokens_per_second']:.1f} tokens/s "
         f"({result['completion_tokens_per_second']:.1f} completion tokens/s), "

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from policy.errors import PolicyError
 
-class ModelLoadError(RuntimeError):
+
+class ModelLoadError(PolicyError, RuntimeError):
     """The model could not be found or read (message names the path or id)."""
 
 

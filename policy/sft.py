@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from policy.config import SFTConfig
+from policy.errors import PolicyError
 from policy.learner import completion_logprobs, pad_rows
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
 from reward_service.core.reward import extract_answer, format_reward
@@ -47,6 +48,10 @@ EMBEDDED_SFT = {
 }
 
 
+class SFTDataError(PolicyError, ValueError):
+    """A malformed SFT JSONL file; the message names the file and line."""
+
+
 def read_examples(path: str | Path) -> list[dict]:
     """JSONL rows {messages: [{role, content}, ...], target: str}; errors name the file and line."""
     rows = []
@@ -54,12 +59,15 @@ def read_examples(path: str | Path) -> list[dict]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SFTDataError(f"{path}:{n}: not JSON ({err.msg})") from None
             if not isinstance(row.get("messages"), list) or not isinstance(row.get("target"), str):
-                raise ValueError(f"{path}:{n}: a row needs 'messages' (list) and 'target' (string)")
+                raise SFTDataError(f"{path}:{n}: a row needs 'messages' (list) and 'target' (string)")
             rows.append(row)
     if not rows:
-        raise ValueError(f"{path} has no examples")
+        raise SFTDataError(f"{path} has no examples")
     return rows
 
 

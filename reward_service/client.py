@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reward_service.core.reward import Completion
+from reward_service.errors import RewardServiceError
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
 from reward_service.transport import MAX_MESSAGE_BYTES, grpc_client_options
 
@@ -37,7 +38,7 @@ RETRYABLE = frozenset(
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class RewardClientError(RuntimeError):
+class RewardClientError(RewardServiceError, RuntimeError):
     """The reward service did not give scores for a request."""
 
 

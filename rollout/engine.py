@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollout.errors import PromptTooLongError
+
 Prompt = str | list[dict]  # plain user text, or chat messages [{"role": ..., "content": ...}]
 
 
@@ -96,7 +98,9 @@ class VllmEngine:
         for i, prompt in enumerate(prompts):
             ids = self.prompt_token_ids(prompt)
             if len(ids) >= self.max_model_len:
-                raise ValueError(f"prompt {i} has {len(ids)} tokens, max_model_len is {self.max_model_len}")
+                raise PromptTooLongError(
+                    f"prompt {i} has {len(ids)} tokens, max_model_len is {self.max_model_len}"
+                )
             params = SamplingParams(
                 n=n,
                 temperature=temperature,

@@ -21,6 +21,7 @@ COPY deploy/docker/constraints-gpu.txt /tmp/constraints-gpu.txt
 RUN pip install --no-cache-dir -c /tmp/constraints-gpu.txt "torch==2.13.0" \
  && pip install --no-cache-dir -c /tmp/constraints-gpu.txt "vllm==0.32.0" "ray[default]==2.60.0"
 COPY pyproject.toml README.md ./
+COPY common/ common/
 COPY policy/ policy/
 COPY reward_service/ reward_service/
 COPY rollout/ rollout/

@@ -13,6 +13,7 @@ WORKDIR /src
 COPY deploy/docker/requirements-reward.txt /tmp/requirements-reward.txt
 RUN pip install --no-cache-dir -r /tmp/requirements-reward.txt
 COPY pyproject.toml README.md ./
+COPY common/ common/
 COPY reward_service/ reward_service/
 COPY policy/ policy/
 COPY rollout/ rollout/

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reward_service.errors import BenchError
+
 
 def build_zero_layer_erv(hf_dir: Path, out_dir: Path) -> Path:
     """Export a randomly initialised 0-layer model of hf_dir's config and tokenizer to out_dir."""
@@ -19,7 +21,7 @@ def build_zero_layer_erv(hf_dir: Path, out_dir: Path) -> Path:
     from reward_service.erv.export import ExportError, export_erv
 
     if not (hf_dir / "config.json").is_file():
-        raise SystemExit(f"erv-grpo: error: --serving-ceiling {hf_dir}: not a Hugging Face model folder")
+        raise BenchError(f"--serving-ceiling {hf_dir}: not a Hugging Face model folder")
     config = AutoConfig.from_pretrained(str(hf_dir))
     config.num_hidden_layers = 0
     model = AutoModelForSequenceClassification.from_config(config)
@@ -29,5 +31,5 @@ def build_zero_layer_erv(hf_dir: Path, out_dir: Path) -> Path:
     try:
         export_erv(source, out_dir, head="goemotions" if config.num_labels == 28 else "canonical")
     except ExportError as err:
-        raise SystemExit(f"erv-grpo: error: --serving-ceiling {hf_dir}: {err}") from None
+        raise BenchError(f"--serving-ceiling {hf_dir}: {err}") from None
     return out_dir

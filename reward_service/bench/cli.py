@@ -11,10 +11,6 @@ import json
 from pathlib import Path
 
 
-def _fail(exc: Exception) -> SystemExit:
-    return SystemExit(f"erv-grpo: error: {exc}")
-
-
 def register(sub, groups) -> None:
     """Add `bench erv` and `bench reward` to the parser tree."""
     erv = groups["bench"].add_parser(
@@ -108,20 +104,17 @@ def register(sub, groups) -> None:
 
 
 def _bench_erv(args) -> int:
-    from reward_service.bench.erv import BenchError, run_bench
+    from reward_service.bench.erv import run_bench
 
-    try:
-        result = run_bench(
-            model_dir=Path(args.model_dir),
-            torch_dir=Path(args.torch_dir) if args.torch_dir else None,
-            threads=args.threads,
-            n_sentences=args.sentences,
-            batch_size=args.batch_size,
-            repeats=args.repeats,
-            data=Path(args.data),
-        )
-    except BenchError as exc:
-        raise _fail(exc) from None
+    result = run_bench(
+        model_dir=Path(args.model_dir),
+        torch_dir=Path(args.torch_dir) if args.torch_dir else None,
+        threads=args.threads,
+        n_sentences=args.sentences,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        data=Path(args.data),
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reward_service.errors import BenchError
+
 # Used when the corpus is absent (e.g. benchmarking a tiny model in a fresh clone).
 FALLBACK_SENTENCES = [
     "She smiles warmly and laughs at the joke her friend just told.",
@@ -28,10 +30,6 @@ FALLBACK_SENTENCES = [
     "Her eyes widen and she gasps when the door bursts open.",
     "He wears a grey jacket and sits in a dim office.",
 ]
-
-
-class BenchError(ValueError):
-    """Bad bench input (missing model folder and such)."""
 
 
 def load_sentences(data: Path, n: int, seed: int = 0) -> list[str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from reward_service.core import reward
+from reward_service.errors import BenchError
 
 _SUBJECTS = ["The woman", "The man", "The speaker", "The girl", "The older man", "The young woman", "He", "She",
              "The boy", "The interviewer", "The actress", "Her friend"]  # fmt: skip
@@ -71,7 +72,7 @@ def make_workload(num_requests: int, group_size: int, sentences: int, seed: int 
 def load_workload(path: Path) -> list[list[tuple]]:
     """Groups from a JSONL file, one {"prompt_id", "ground_truth", "completions": [text, ...]} per line."""
     if not path.is_file():
-        raise SystemExit(f"erv-grpo: error: --workload {path} does not exist")
+        raise BenchError(f"--workload {path} does not exist")
     groups = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -80,15 +81,15 @@ def load_workload(path: Path) -> list[list[tuple]]:
             record = json.loads(line)
             truth, texts, prompt_id = record["ground_truth"], record["completions"], record["prompt_id"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise SystemExit(
-                f"erv-grpo: error: {path}:{n}: not a group line with prompt_id, ground_truth and completions "
+            raise BenchError(
+                f"{path}:{n}: not a group line with prompt_id, ground_truth and completions "
                 f"({type(err).__name__}: {err})"
             ) from None
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise SystemExit(f"erv-grpo: error: {path}:{n}: completions must be a non-empty list of strings")
+            raise BenchError(f"{path}:{n}: completions must be a non-empty list of strings")
         groups.append([(f"{prompt_id}-c{i}", text, truth) for i, text in enumerate(texts)])
     if not groups:
-        raise SystemExit(f"erv-grpo: error: --workload {path} has no groups")
+        raise BenchError(f"--workload {path} has no groups")
     return groups
 
 
@@ -180,10 +181,10 @@ def _wait_ready(proc: subprocess.Popen, is_ready, what: str) -> None:
         if is_ready():
             return
         if proc.poll() is not None:
-            raise SystemExit(f"erv-grpo: error: {what} exited during start-up: {proc.stderr.read()[-2000:]}")
+            raise BenchError(f"{what} exited during start-up: {proc.stderr.read()[-2000:]}")
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit(f"erv-grpo: error: {what} did not become ready within 60 s")
+    raise BenchError(f"{what} did not become ready within 60 s")
 
 
 @contextlib.contextmanager
@@ -232,13 +233,17 @@ def _baseline_server(model_dir: Path, num_threads: int | None):
 
 def _scrape(http_port: int) -> dict:
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
-    values = {}
-    for line in text.splitlines():
-        if line.startswith(("erv_reward_batch_size_", "erv_reward_sentence_cache_")) and " " in line:
-            name, value = line.split()
-            values[name] = float(value)
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name
+        in ("erv_reward_batch_size", "erv_reward_sentence_cache_hits", "erv_reward_sentence_cache_misses")
+        for sample in family.samples
+        if not sample.labels  # the unlabelled _count, _sum and _total samples
+    }
     count = values.get("erv_reward_batch_size_count", 0)
     hits, misses = (values.get(f"erv_reward_sentence_cache_{k}_total", 0) for k in ("hits", "misses"))
     return {
@@ -303,13 +308,13 @@ def measure_modes(model_dir: Path, groups, warm, args) -> dict:
 def run_bench(args) -> int:
     model_dir = Path(args.model_dir)
     if not (model_dir / "model.onnx").is_file():
-        raise SystemExit(
-            f"erv-grpo: error: no ERV model at {model_dir}; run `erv-grpo models prepare` first (or pass --model-dir)"
+        raise BenchError(
+            f"no ERV model at {model_dir}; run `erv-grpo models prepare` first (or pass --model-dir)"
         )
     if args.clients < 1 or args.requests < 1 or args.group_size < 1 or args.sentences < 1:
-        raise SystemExit("erv-grpo: error: --clients, --requests, --group-size and --sentences must be >= 1")
+        raise BenchError("--clients, --requests, --group-size and --sentences must be >= 1")
     if args.sentence_cache_size < 0:
-        raise SystemExit("erv-grpo: error: --sentence-cache-size must be >= 0 (0 = off)")
+        raise BenchError("--sentence-cache-size must be >= 0 (0 = off)")
     load_before = os.getloadavg()[0]  # other work on the machine slows every mode; recorded with the result
     if args.workload is not None:
         groups = load_workload(args.workload)[: args.requests]

@@ -1,14 +1,16 @@
 """`erv-grpo` commands of the ERV: `erv train` and `erv export` (registered via reward_service/cli.py).
 
 Runs in the user's shell process. Heavy imports (torch, transformers, onnxruntime) happen inside
-the handlers so `erv-grpo --help` stays fast; bad input ends in one `erv-grpo: error: ...` line.
+the handlers so `erv-grpo --help` stays fast. `erv train` takes an ErvTrainConfig (--config FILE
+and one flag per field); errors are raised as typed exceptions that the CLI reports in one line.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def _fail(exc: Exception) -> SystemExit:
-    return SystemExit(f"erv-grpo: error: {exc}")
+from common.config_loading import add_config_flags, flag_values, load_config
+from reward_service.erv.config import ErvTrainConfig
 
 
 def register(sub, groups) -> None:
@@ -20,48 +22,13 @@ def register(sub, groups) -> None:
         "with a fresh 11-label head; prints per-label and macro F1 on a validation split and saves a "
         "Hugging Face folder for `erv-grpo erv export`.",
     )
-    train.add_argument("--data", required=True, help='training JSONL, one {"text", "labels"} object per line')
     train.add_argument(
-        "--base", required=True, help="base encoder: a local HF folder, or a hub id where a hub is reachable"
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file with ErvTrainConfig fields; flags below override it",
     )
-    train.add_argument(
-        "--out", required=True, help="output folder for the fine-tuned HF model and erv_report.json"
-    )
-    train.add_argument("--epochs", type=int, default=10, help="training epochs (default 10, the paper's)")
-    train.add_argument("--batch-size", type=int, default=64, help="sentences per optimiser step (default 64)")
-    train.add_argument(
-        "--lr", type=float, default=3e-5, help="AdamW learning rate of the encoder (default 3e-5)"
-    )
-    train.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share held out for validation (default 0.1)"
-    )
-    train.add_argument(
-        "--max-length", type=int, default=128, help="truncate sentences to this many tokens (default 128)"
-    )
-    train.add_argument(
-        "--seed", type=int, default=0, help="seed of the split, the head init and the batch order"
-    )
-    train.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)"
-    )
-    train.add_argument(
-        "--probe-epochs",
-        type=int,
-        default=0,
-        help="first fit the head alone on frozen features for this many epochs (LP-FT; default 0 = off)",
-    )
-    train.add_argument(
-        "--probe-lr", type=float, default=3e-3, help="Adam learning rate of the head-only probe"
-    )
-    train.add_argument(
-        "--reset-pooler",
-        action="store_true",
-        help="set the BERT pooler to identity (for sentence-transformers encoders, whose pooler was never trained)",
-    )
-    train.add_argument(
-        "--freeze-embeddings", action="store_true", help="keep the token embedding matrix fixed"
-    )
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_flags(train, ErvTrainConfig)
     train.set_defaults(func=_train)
 
     export = groups["erv"].add_parser(
@@ -91,45 +58,23 @@ def register(sub, groups) -> None:
 
 
 def _train(args) -> int:
-    from reward_service.erv.train import TrainError, format_report, train_erv
+    from reward_service.erv.train import format_report, train_erv
 
-    try:
-        report = train_erv(
-            args.data,
-            args.base,
-            args.out,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            val_fraction=args.val_fraction,
-            max_length=args.max_length,
-            seed=args.seed,
-            threads=args.threads,
-            probe_epochs=args.probe_epochs,
-            probe_lr=args.probe_lr,
-            reset_pooler=args.reset_pooler,
-            freeze_embeddings=args.freeze_embeddings,
-            progress=not args.no_progress,
-        )
-    except TrainError as exc:
-        raise _fail(exc) from None
+    config = load_config(ErvTrainConfig, args.config, (), flag_values(args, ErvTrainConfig))
+    report = train_erv(config)
     if report["validation"]:
         print(f"validation (best epoch {report['best_epoch']}):")
         print(format_report(report["validation"]))
-    print(f"saved {args.out} ({report['train_examples']} training sentences, {report['seconds']} s)")
+    print(f"saved {config.out} ({report['train_examples']} training sentences, {report['seconds']} s)")
     return 0
 
 
 def _export(args) -> int:
-    from reward_service.erv.export import ExportError, export_erv
-    from reward_service.erv.model import ErvModelError
+    from reward_service.erv.export import export_erv
 
-    try:
-        meta = export_erv(
-            args.model, args.out, head=args.head, tau=args.tau, top_k=args.top_k, max_length=args.max_length
-        )
-    except (ExportError, ErvModelError) as exc:
-        raise _fail(exc) from None
+    meta = export_erv(
+        args.model, args.out, head=args.head, tau=args.tau, top_k=args.top_k, max_length=args.max_length
+    )
     print(
         f"exported {args.out}: {len(meta['columns'])} outputs, version {meta['version']} (verified against torch)"
     )

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from reward_service.errors import RewardServiceError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "erv"
 QUALITY_OUT = REPO_ROOT / "bench" / "results" / "erv_quality.json"
@@ -48,7 +50,7 @@ SETTINGS = {
 }
 
 
-class EmbeddedErvError(RuntimeError):
+class EmbeddedErvError(RewardServiceError, RuntimeError):
     """The embedded ERV cannot be built (base package or corpus missing)."""
 
 
@@ -103,6 +105,7 @@ def prepare_erv(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Build (or reuse) cache_dir/erv-minilm/ and return its path."""
+    from reward_service.erv.config import ErvTrainConfig
     from reward_service.erv.export import export_erv
     from reward_service.erv.train import format_report, train_erv
 
@@ -122,23 +125,9 @@ def prepare_erv(
     base = minilm_folder()
     started = time.perf_counter()
     log(f"ERV: fine-tuning all-MiniLM-L6-v2 on {train_file} ({SETTINGS['epochs']} epochs)")
-    report = train_erv(
-        train_file,
-        str(base),
-        hf_dir,
-        epochs=SETTINGS["epochs"],
-        batch_size=SETTINGS["batch_size"],
-        lr=SETTINGS["lr"],
-        probe_epochs=SETTINGS["probe_epochs"],
-        probe_lr=SETTINGS["probe_lr"],
-        reset_pooler=SETTINGS["reset_pooler"],
-        freeze_embeddings=SETTINGS["freeze_embeddings"],
-        val_fraction=SETTINGS["val_fraction"],
-        max_length=SETTINGS["max_length"],
-        seed=SETTINGS["seed"],
-        threads=threads,
-        log=log,
-    )
+    trained = {k: SETTINGS[k] for k in ErvTrainConfig.model_fields if k in SETTINGS and k != "base"}
+    config = ErvTrainConfig(data=str(train_file), base=str(base), out=str(hf_dir), threads=threads, **trained)
+    report = train_erv(config, log=log)
     source = {
         "base": SETTINGS["base"],
         "training_fingerprint": fingerprint,

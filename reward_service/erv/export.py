@@ -23,6 +23,7 @@ from reward_service.core.labels import (
     goemotions_column_labels,
     normalize,
 )
+from reward_service.errors import RewardServiceError
 
 HEADS = ("canonical", "goemotions")
 OPSET = 17
@@ -42,7 +43,7 @@ CHECK_SENTENCES = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(RewardServiceError, RuntimeError):
     """The export cannot be made or does not match the torch model."""
 
 

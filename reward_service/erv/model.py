@@ -15,6 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from reward_service.errors import RewardServiceError
+
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
@@ -23,7 +25,7 @@ DEFAULT_BATCH_SIZE = 64
 _PAD_TOKENS = ("[PAD]", "<pad>")
 
 
-class ErvModelError(ValueError):
+class ErvModelError(RewardServiceError, ValueError):
     """A model folder is missing a file or holds inconsistent metadata."""
 
 

@@ -20,12 +20,17 @@ import torch
 
 from reward_service.core.labels import CANONICAL_LABELS, UNKNOWN, normalize
 from reward_service.core.reward import label_sets
+from reward_service.errors import RewardServiceError
+from reward_service.erv.config import ErvTrainConfig
 from reward_service.erv.export import torch_predict_proba
 
 REPORT_FILE = "erv_report.json"
+# Config fields recorded in erv_report.json's "settings" (in this order).
+SETTING_KEYS = ("epochs", "batch_size", "lr", "val_fraction", "max_length", "seed", "threads", "probe_epochs",
+                "probe_lr", "reset_pooler", "freeze_embeddings")  # fmt: skip
 
 
-class TrainError(ValueError):
+class TrainError(RewardServiceError, ValueError):
     """Bad training input (data file, base model, option); the message names the culprit."""
 
 
@@ -216,26 +221,8 @@ def fit_head(model, tokenizer, texts, targets, max_length, batch_size, epochs, l
     return total / len(cached)
 
 
-def train_erv(
-    data: str | Path,
-    base: str,
-    out: str | Path,
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 3e-5,
-    val_fraction: float = 0.1,
-    max_length: int = 128,
-    seed: int = 0,
-    threads: int | None = None,
-    warmup_fraction: float = 0.1,
-    probe_epochs: int = 0,
-    probe_lr: float = 3e-3,
-    reset_pooler: bool = False,
-    freeze_embeddings: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Fine-tune `base` on `data`, keep the epoch with the best validation macro F1, save to `out`.
+def train_erv(config: ErvTrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune `config.base` on `config.data`, keep the epoch with the best validation macro F1, save to `config.out`.
 
     probe_epochs > 0: first fit only the head on frozen features (linear probe, then fine-tune:
     LP-FT), so fine-tuning starts from a head that already separates the labels.
@@ -246,20 +233,19 @@ def train_erv(
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    if epochs < 1 or batch_size < 1 or lr <= 0 or max_length < 2:
-        raise TrainError(
-            f"need --epochs >= 1, --batch-size >= 1, --lr > 0, --max-length >= 2 "
-            f"(got {epochs}, {batch_size}, {lr}, {max_length})"
-        )
+    c = config  # the fields as locals: the training code below reads them by name
+    data, base, out, epochs, batch_size, lr = c.data, c.base, c.out, c.epochs, c.batch_size, c.lr
+    val_fraction, max_length, seed, threads = c.val_fraction, c.max_length, c.seed, c.threads
+    probe_epochs, probe_lr, progress = c.probe_epochs, c.probe_lr, c.progress
     examples = read_jsonl(data)
     train, val = split_train_val(examples, val_fraction, seed)
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     model, tokenizer = load_base(base, len(CANONICAL_LABELS))
-    if reset_pooler:
+    if c.reset_pooler:
         _reset_pooler(model)
-    if freeze_embeddings:
+    if c.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     targets = torch.from_numpy(gold_matrix(train))  # (N, 11)
     val_gold = gold_matrix(val)
@@ -268,7 +254,7 @@ def train_erv(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     total_steps = epochs * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_fraction * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_fraction * total_steps), total_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(seed)
     history, best, best_state = [], None, None
@@ -322,19 +308,7 @@ def train_erv(
         "base": str(base),
         "train_examples": len(train),
         "val_examples": len(val),
-        "settings": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "val_fraction": val_fraction,
-            "max_length": max_length,
-            "seed": seed,
-            "threads": threads,
-            "probe_epochs": probe_epochs,
-            "probe_lr": probe_lr,
-            "reset_pooler": reset_pooler,
-            "freeze_embeddings": freeze_embeddings,
-        },
+        "settings": c.model_dump(include=set(SETTING_KEYS)),
         "seconds": round(time.perf_counter() - started, 1),
         "history": history,
         "best_epoch": best[0] if best else epochs,

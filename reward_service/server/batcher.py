@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from reward_service.errors import RewardServiceError
+
 
 class Classifier(Protocol):
     """What the batcher needs of a model: reward_service.erv.model.ErvModel, or a fake in tests."""
@@ -32,7 +34,7 @@ class Classifier(Protocol):
     def predict_proba(self, sentences: list[str]) -> np.ndarray: ...  # (S, L) float32
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(RewardServiceError, RuntimeError):
     """The bounded queue cannot take a request's sentences now; retry after `retry_after_s`."""
 
     def __init__(self, queued: int, wanted: int, limit: int, retry_after_s: float):

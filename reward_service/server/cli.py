@@ -11,6 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common.config_loading import add_config_flags
+from reward_service.errors import RewardServiceError
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # reward_service/
 PROTO_ROOT = PACKAGE_DIR / "proto"
 PROTO_FILE = "erv/reward/v1/reward.proto"
@@ -40,7 +43,7 @@ def generate_proto_files() -> dict[str, str]:
             ]
         )
         if code != 0:
-            raise SystemExit(f"erv-grpo: error: protoc failed on {PROTO_ROOT / PROTO_FILE} (exit {code})")
+            raise RewardServiceError(f"protoc failed on {PROTO_ROOT / PROTO_FILE} (exit {code})")
         gen_dir = Path(out) / "erv/reward/v1"
         files = {"__init__.py": GEN_INIT}
         for path in sorted(gen_dir.iterdir()):
@@ -85,49 +88,13 @@ def _reward_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    """Options of `reward serve` (also used by `python -m reward_service.server`)."""
+    """Options of `reward serve` (also `python -m reward_service.server`): --config, then one flag per config field."""
+    from reward_service.server.config import RewardServiceConfig
+
     parser.add_argument(
         "--config", type=Path, help="YAML file with RewardServiceConfig fields; flags below override it"
     )
-    parser.add_argument(
-        "--model-dir", type=Path, help="exported ERV folder (model.onnx, tokenizer.json, labels.json)"
-    )
-    parser.add_argument("--host", help="address to bind gRPC and HTTP to (default 127.0.0.1: loopback only)")
-    parser.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
-    parser.add_argument(
-        "--http-port", type=int, help="HTTP port for /healthz /readyz /metrics /v1/score (default 8000)"
-    )
-    parser.add_argument(
-        "--tls-cert", type=Path, help="PEM server certificate: turns on TLS for gRPC and HTTP"
-    )
-    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    parser.add_argument(
-        "--tls-client-ca",
-        type=Path,
-        help="PEM CA bundle: require client certificates signed by it (mutual TLS)",
-    )
-    parser.add_argument(
-        "--token-file", type=Path, help="file holding a bearer token every Score call must present"
-    )
-    parser.add_argument(
-        "--drain-seconds", type=float, help="grace period for in-flight work after SIGTERM (default 30)"
-    )
-    parser.add_argument("--max-batch-tokens", type=int, help="token budget of one model batch (default 8192)")
-    parser.add_argument(
-        "--max-wait-ms", type=float, help="longest a sentence waits for its batch to fill (default 5)"
-    )
-    parser.add_argument(
-        "--max-queue-sentences", type=int, help="bounded queue: past it requests get RESOURCE_EXHAUSTED"
-    )
-    parser.add_argument(
-        "--sentence-cache-size", type=int, help="LRU cache entries of sentence probabilities (0 turns it off)"
-    )
-    parser.add_argument("--num-threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
-    parser.add_argument(
-        "--ready-file",
-        type=Path,
-        help="write 'GRPC_PORT HTTP_PORT' to this file once serving (for scripts and tests)",
-    )
+    add_config_flags(parser, RewardServiceConfig)
 
 
 def register(sub, groups) -> None:

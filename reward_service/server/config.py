@@ -2,20 +2,25 @@
 
 Runs in the reward service process (`erv-grpo reward serve`); the orchestrator reads the same
 model to start its reward subprocess. Pure pydantic, no I/O except `load_service_config`,
-which reads the YAML file named by --config. Transport limits live in reward_service.transport.
+which reads the YAML file named by --config (through common.config_loading). Transport limits live in reward_service.transport.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.config_loading import flag_values, load_config
+from common.errors import ConfigError
 from reward_service.transport import MAX_MESSAGE_BYTES
 
 
 class RewardServiceConfig(BaseModel):
-    """Everything `erv-grpo reward serve` needs; YAML keys are these field names."""
+    """Everything `erv-grpo reward serve` needs; YAML keys are these field names, flags are `--field-name`.
+
+    Each field's description is its documentation and the --help text of its flag.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -92,51 +97,21 @@ class RewardServiceConfig(BaseModel):
             return None
         token = self.token_file.read_text().strip()
         if not token:
-            raise SystemExit(f"erv-grpo: error: token_file {self.token_file} is empty")
+            raise ConfigError(f"token_file {self.token_file} is empty")
         return token
 
 
-# CLI flag (argparse dest) -> config field; a flag left out keeps the file's (or default) value.
-_FLAG_FIELDS = (
-    "model_dir", "host", "grpc_port", "http_port", "tls_cert", "tls_key", "tls_client_ca", "token_file",
-    "drain_seconds", "max_batch_tokens", "max_wait_ms", "max_queue_sentences", "sentence_cache_size",
-    "num_threads", "ready_file",
-)  # fmt: skip
-
-
 def load_service_config(args) -> RewardServiceConfig:
-    """Config from --config YAML (if any) with CLI flags on top; user errors exit with one clear line."""
-    import yaml
-
-    values: dict = {}
-    if getattr(args, "config", None) is not None:
-        if not args.config.is_file():
-            raise SystemExit(f"erv-grpo: error: --config {args.config} does not exist")
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(
-                f"erv-grpo: error: --config {args.config} must hold a mapping of RewardServiceConfig fields"
-            )
-        values.update(loaded)
-    for name in _FLAG_FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
-    try:
-        config = RewardServiceConfig(**values)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()
-        )
-        raise SystemExit(f"erv-grpo: error: invalid reward service config: {problems}") from None
+    """Config from --config YAML (if any) with the flags given on top; a user error raises ConfigError."""
+    config = load_config(
+        RewardServiceConfig, getattr(args, "config", None), (), flag_values(args, RewardServiceConfig)
+    )
     if config.model_dir is None:
-        raise SystemExit("erv-grpo: error: --model-dir (or model_dir in --config) is required")
+        raise ConfigError("--model-dir (or model_dir in --config) is required")
     if not (config.model_dir / "model.onnx").is_file():
-        raise SystemExit(
-            f"erv-grpo: error: --model-dir {config.model_dir} has no model.onnx (run `erv-grpo models prepare`)"
-        )
+        raise ConfigError(f"--model-dir {config.model_dir} has no model.onnx (run `erv-grpo models prepare`)")
     for name in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
         path = getattr(config, name)
         if path is not None and not path.is_file():
-            raise SystemExit(f"erv-grpo: error: {name} {path} does not exist")
+            raise ConfigError(f"{name} {path} does not exist")
     return config

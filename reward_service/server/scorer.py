@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from reward_service.core import reward
 from reward_service.core.labels import UNKNOWN, normalize
 from reward_service.core.reward import Completion
+from reward_service.errors import RewardServiceError
 from reward_service.server.batcher import SentenceBatcher
 
 MAX_ID_CHARS = 256
@@ -62,11 +63,11 @@ class ScoreResult:
     scores: tuple[CompletionResult, ...]
 
 
-class InvalidRequestError(ValueError):
+class InvalidRequestError(RewardServiceError, ValueError):
     """Bad input; the message starts with the offending field (INVALID_ARGUMENT / HTTP 400)."""
 
 
-class RequestDeadlineError(TimeoutError):
+class RequestDeadlineError(RewardServiceError, TimeoutError):
     """The request's time budget ran out before it was scored (DEADLINE_EXCEEDED / HTTP 504)."""
 
 

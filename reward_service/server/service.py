@@ -20,6 +20,8 @@ import sys
 
 import uvicorn
 
+from common.errors import ErvGrpoError, error_line
+from reward_service.errors import RewardServiceError
 from reward_service.server.batcher import Classifier, SentenceBatcher
 from reward_service.server.config import RewardServiceConfig
 from reward_service.server.grpc_adapter import RewardServicer, ServiceState, build_grpc_server
@@ -155,12 +157,12 @@ async def serve_until_signal(config: RewardServiceConfig) -> int:
     try:
         service = RewardService.from_config(config)
     except ErvModelError as err:
-        raise SystemExit(f"erv-grpo: error: --model-dir: {err}") from None
+        raise RewardServiceError(f"--model-dir: {err}") from None
     try:
         await service.start()
     except OSError as err:  # a port in use, an address not on this host
         await service.stop(0)
-        raise SystemExit(f"erv-grpo: error: {err} (--host/--grpc-port/--http-port)") from None
+        raise RewardServiceError(f"{err} (--host/--grpc-port/--http-port)") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m reward_service.server", description="Run the ERV reward service."
     )
     add_serve_options(parser)
-    return run_server(load_service_config(parser.parse_args(argv)))
+    try:
+        return run_server(load_service_config(parser.parse_args(argv)))
+    except ErvGrpoError as err:  # this process's own CLI: one line, exit 1
+        raise SystemExit(error_line(err)) from None
 
 
 if __name__ == "__main__":

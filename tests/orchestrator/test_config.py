@@ -2,6 +2,7 @@
 
 import pytest
 
+from common.errors import ConfigError
 from orchestrator.cli import main
 from orchestrator.config import load_config
 
@@ -39,14 +40,14 @@ def test_dotted_overrides_parse_yaml_values():
     ],
 )
 def test_bad_values_are_named(override, message):
-    with pytest.raises(SystemExit, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config("configs/tiny.yaml", [*FILL, override])
 
 
 def test_missing_reward_target_and_missing_file():
-    with pytest.raises(SystemExit, match="reward.model_dir .* or reward.address"):
+    with pytest.raises(ConfigError, match="reward.model_dir .* or reward.address"):
         load_config("configs/tiny.yaml", ["learner.model=/m"])
-    with pytest.raises(SystemExit, match="nope.yaml does not exist"):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
         load_config("nope.yaml")
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.errors import OrchestratorError
 
 
 def _write(tmp_path, rows):
@@ -50,7 +51,7 @@ def test_labels_are_normalised_and_chat_messages_accepted(tmp_path):
     ],
 )
 def test_bad_lines_are_named(tmp_path, row, message):
-    with pytest.raises(SystemExit, match=message) as err:
+    with pytest.raises(OrchestratorError, match=message) as err:
         load_prompts(_write(tmp_path, [row]))
     assert ":1:" in str(err.value)
 

@@ -3,6 +3,7 @@
 import pytest
 
 from orchestrator.config import load_config
+from orchestrator.errors import OrchestratorError
 from orchestrator.loop import TrainingRun
 
 
@@ -22,7 +23,7 @@ def _config(tmp_path):
 def test_previous_run_output_is_protected(tmp_path, previous):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / previous).touch()
-    with pytest.raises(SystemExit, match="holds a run"):
+    with pytest.raises(OrchestratorError, match="holds a run"):
         TrainingRun(_config(tmp_path), None, _NoCluster())
 
 

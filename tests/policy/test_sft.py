@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from common.errors import ConfigError
 from policy.cli import register
 from policy.config import SFTConfig
 from policy.model_loading import load_tokenizer
@@ -91,23 +92,23 @@ def test_sft_teaches_the_format_on_a_tiny_model(tiny_qwen2_dir, tmp_path):
 
 def test_sft_cli_reports_config_errors(tmp_path, capsys):
     parser = _parser()
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         args = parser.parse_args(["sft", "--config", str(tmp_path / "none.yaml")])
         args.func(args)
     cfg = tmp_path / "sft.yaml"
     cfg.write_text("model: m\ntrain_file: t\noutput_dir: o\nepochz: 3\n")
     args = parser.parse_args(["sft", "--config", str(cfg)])
-    with pytest.raises(SystemExit, match="epochz"):
+    with pytest.raises(ConfigError, match="epochz"):
         args.func(args)
     cfg.write_text("model: m\ntrain_file: t\noutput_dir: o\n")
     args = parser.parse_args(["sft", "--config", str(cfg), "lr=-1"])
-    with pytest.raises(SystemExit, match="lr"):
+    with pytest.raises(ConfigError, match="lr"):
         args.func(args)
     args = parser.parse_args(["sft", "--config", str(cfg), "lr"])
-    with pytest.raises(SystemExit, match="key=value"):
+    with pytest.raises(ConfigError, match="key=value"):
         args.func(args)
     args = parser.parse_args(["sft", "--config", str(cfg)])
-    with pytest.raises(SystemExit, match="train_file t does not exist"):
+    with pytest.raises(ConfigError, match="train_file t does not exist"):
         args.func(args)
 
 

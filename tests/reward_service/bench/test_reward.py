@@ -8,6 +8,7 @@ from orchestrator.cli import main
 from reward_service.bench.baseline import score_per_request
 from reward_service.bench.reward import load_workload, make_workload
 from reward_service.core.reward import extract_think, score_completion, split_sentences
+from reward_service.errors import BenchError
 from reward_service.erv.model import ErvModel
 
 MODES = {"grpc_stream", "json_post_per_completion", "baseline_post_per_completion", "bare_model"}
@@ -78,7 +79,7 @@ def test_bench_reward_synthetic_workload(tiny_erv_dir, tmp_path):
 def test_bad_workload_lines_are_named(tmp_path, line, message):
     path = tmp_path / "w.jsonl"
     path.write_text(line + "\n")
-    with pytest.raises(SystemExit, match=f"w.jsonl:1: .*{message}"):
+    with pytest.raises(BenchError, match=f"w.jsonl:1: .*{message}"):
         load_workload(path)
 
 

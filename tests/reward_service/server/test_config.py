@@ -4,6 +4,7 @@ import argparse
 
 import pytest
 
+from orchestrator.cli import main
 from reward_service.server.cli import add_serve_options
 from reward_service.server.config import RewardServiceConfig, load_service_config
 from reward_service.transport import grpc_client_options, grpc_server_options
@@ -40,8 +41,8 @@ def test_yaml_then_flags(tiny_erv_dir, tmp_path):
 def test_bad_config_is_one_clear_line(tiny_erv_dir, tmp_path, yaml_text, message):
     config_file = tmp_path / "bad.yaml"
     config_file.write_text(yaml_text)
-    with pytest.raises(SystemExit) as err:
-        load_service_config(parse(["--config", str(config_file), "--model-dir", str(tiny_erv_dir)]))
+    with pytest.raises(SystemExit) as err:  # through the CLI, which prints the one line
+        main(["reward", "serve", "--config", str(config_file), "--model-dir", str(tiny_erv_dir)])
     assert str(err.value).startswith("erv-grpo: error:") and message in str(err.value)
 
 
