@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestrator.errors import OrchestratorError
 
-class WeightSyncError(RuntimeError):
+
+class WeightSyncError(OrchestratorError):
     """An engine's logprobs differ from the learner's by more than the guard allows after a sync."""
 
 
