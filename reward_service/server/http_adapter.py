@@ -81,6 +81,7 @@ def build_http_app(
     token: str | None = None,
     *,
     max_body_bytes: int = 16 * 1024 * 1024,
+    max_header_bytes: int = 32 * 1024,
     docs: bool = False,
 ) -> FastAPI:
     """The FastAPI app; `state` is the grpc_adapter.ServiceState shared with gRPC health.
@@ -95,7 +96,7 @@ def build_http_app(
         redoc_url=None,
     )
     app.add_middleware(
-        ScoreGate, token=token, max_body_bytes=max_body_bytes, metrics=metrics,
+        ScoreGate, token=token, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes, metrics=metrics,
         guarded_paths=("/docs", "/openapi.json", "/docs/oauth2-redirect") if docs else (),
     )  # fmt: skip
 

@@ -72,15 +72,25 @@ def _is_json(content_type: str | None) -> bool:
 class ScoreGate:
     """Pure ASGI middleware: 401 / 415 / 413 before the body is read; counts /v1/score by real code."""
 
-    def __init__(self, app, *, token: str | None, max_body_bytes: int, metrics, guarded_paths=()):
+    def __init__(
+        self, app, *, token: str | None, max_body_bytes: int, max_header_bytes: int, metrics, guarded_paths=()
+    ):
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.token = token
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.guarded = {SCORE_PATH, *guarded_paths}
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] not in self.guarded:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # h11 applies its limit only to headers that arrive in pieces; a complete block that came
+        # in one read (up to uvicorn's 64 KiB) is checked here.
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + len(scope["raw_path"])
+        if header_bytes > self.max_header_bytes:
+            return await _send_error(send, 431, f"headers: more than {self.max_header_bytes} bytes", {})
+        if scope["path"] not in self.guarded:
             return await self.app(scope, receive, send)
         started, status = time.monotonic(), [500]
 

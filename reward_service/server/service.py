@@ -132,7 +132,8 @@ class RewardService:
         c = self.config
         app = build_http_app(
             self.scorer, self.state, self.metrics, self.token,
-            max_body_bytes=c.http_max_body_bytes or c.max_message_bytes, docs=c.http_docs,
+            max_body_bytes=c.http_max_body_bytes or c.max_message_bytes,
+            max_header_bytes=c.http_max_header_bytes, docs=c.http_docs,
         )  # fmt: skip
         tls = {}
         if c.tls_cert is not None:
