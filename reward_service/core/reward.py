@@ -21,9 +21,15 @@ NEUTRAL = "neutral"
 DEFAULT_TAU = 0.1
 DEFAULT_TOP_K = 2
 
+# The spec's patterns (docs/REWARD_SPEC.md). They define the reward but are not run on completions:
+# on attacker-shaped text (an opening tag repeated without its closing one) `re` backtracks
+# quadratically, ~1 s per 20,000-character completion. extract_think, extract_answer and
+# format_reward compute the same result with str.find in time linear in the text; the tests hold
+# them equal to these patterns.
 THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+_WHITESPACE = re.compile(r"\s*")  # used with .match(text, pos): one greedy run, linear
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")  # a candidate break: whitespace after . ! or ?
 
 # classify(sentences) -> (probs (S, L) sigmoid probabilities, labels: canonical label or "other" per column)
@@ -59,16 +65,30 @@ class RewardBreakdown:
         return self.num_sentences - self.num_non_neutral
 
 
+def _first_block(text: str, open_tag: str, close_tag: str) -> str | None:
+    """Inside of the first open_tag...close_tag (THINK_RE / ANSWER_RE's group 1), in linear time.
+
+    The leftmost match starts at the first open tag: a closing tag after any later open tag also
+    follows the first one; the lazy group ends at the first closing tag after it.
+    """
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    start += len(open_tag)
+    end = text.find(close_tag, start)
+    return None if end < 0 else text[start:end]
+
+
 def extract_think(text: str) -> str:
     """The explanation E: text inside the first <think>...</think>, stripped; "" without a think block."""
-    match = THINK_RE.search(text)
-    return match.group(1).strip() if match else ""
+    inside = _first_block(text, "<think>", "</think>")
+    return "" if inside is None else inside.strip()
 
 
 def extract_answer(text: str) -> str | None:
     """Text inside the first <answer>...</answer>, stripped; None without an answer block."""
-    match = ANSWER_RE.search(text)
-    return match.group(1).strip() if match else None
+    inside = _first_block(text, "<answer>", "</answer>")
+    return None if inside is None else inside.strip()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -88,8 +108,24 @@ def split_sentences(text: str) -> list[str]:
 
 
 def format_reward(text: str) -> float:
-    """1.0 when the whole completion is <think>...</think> then <answer>...</answer>, else 0.0."""
-    return 1.0 if FORMAT_RE.fullmatch(text) else 0.0
+    """1.0 when the whole completion is <think>...</think> then <answer>...</answer>, else 0.0.
+
+    FORMAT_RE.fullmatch in linear time: the text starts with <think> and ends with </answer>, and
+    some </think> (the think part may hold others) is followed by whitespace and an <answer> that
+    ends before the final </answer>. The whitespace runs after different </think> are disjoint.
+    """
+    if not (text.startswith("<think>") and text.endswith("</answer>")):
+        return 0.0
+    last = len(text) - len("</answer>") - len("<answer>")  # the latest an <answer> may start
+    close = text.find("</think>", len("<think>"))
+    while 0 <= close:
+        answer = _WHITESPACE.match(text, close + len("</think>")).end()
+        if answer > last:
+            return 0.0  # every later </think> ends even later
+        if text.startswith("<answer>", answer):
+            return 1.0
+        close = text.find("</think>", close + 1)
+    return 0.0
 
 
 def predicted_emotion(text: str) -> str | None:

@@ -52,6 +52,12 @@ class RewardServiceConfig(BaseModel):
     max_queue_sentences: int = Field(
         20_000, ge=1, description="bound of sentences waiting for the model; past it RESOURCE_EXHAUSTED"
     )
+    max_queue_wait_ms: float = Field(
+        10_000.0,
+        ge=0,
+        description="bound of the estimated queue wait (queued sentences / measured sentences/s); past it "
+        "RESOURCE_EXHAUSTED with a retry hint that grows with the queue; 0 = bound by sentences only",
+    )
     max_concurrent_rpcs: int = Field(
         4096, ge=1, description="gRPC calls (unary or streams) served at once; more get RESOURCE_EXHAUSTED"
     )
@@ -66,6 +72,12 @@ class RewardServiceConfig(BaseModel):
     idempotency_cache_size: int = Field(
         10_000, ge=0, description="responses kept for replays of a request_id"
     )
+    idempotency_cache_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="bytes of finished results kept for replays (estimated; oldest dropped past it); "
+        "default 1 GiB, 1/16 of the reward container's 16 GiB limit in deploy/k8s; 0 = no byte bound",
+    )
     idempotency_ttl_s: float = Field(600.0, gt=0, description="how long a request_id's response is replayed")
     max_completions_per_request: int = Field(
         256, ge=1, description="INVALID_ARGUMENT above this many completions"
@@ -76,9 +88,22 @@ class RewardServiceConfig(BaseModel):
     max_message_bytes: int = Field(
         MAX_MESSAGE_BYTES, ge=1024, description="gRPC message size limit (send and receive)"
     )
+    http_max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="POST /v1/score body limit, 413 past it before parsing; None = max_message_bytes",
+    )
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="limit of an HTTP request's line and headers together; 431 past it"
+    )
+    http_docs: bool = Field(
+        False, description="serve /docs and /openapi.json (behind the bearer token when one is set)"
+    )
     num_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = all cores")
     device: str = Field("auto", description="ONNX Runtime device: auto, cpu or cuda")
-    retry_after_ms: int = Field(200, ge=0, description="retry hint sent with RESOURCE_EXHAUSTED")
+    retry_after_ms: int = Field(
+        200, ge=0, description="smallest retry hint sent with RESOURCE_EXHAUSTED (it grows with the queue)"
+    )
     ready_file: Path | None = Field(
         None, description="write 'GRPC_PORT HTTP_PORT' here once serving (scripts, tests)"
     )

@@ -3,12 +3,13 @@
 Runs in the reward service process on its asyncio loop (grpc.aio). Thin: converts protobuf to
 the plain request/result types of reward_service.server.scorer, maps errors to status codes, and
 keeps a ScoreStream's in-flight requests bounded (flow control instead of unbounded buffers).
+A corrupt or non-UTF-8 Score frame is answered INVALID_ARGUMENT (gRPC's own deserialisation
+would answer UNKNOWN and log a traceback). Reflection is served as v1alpha and v1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from reward_service.core.reward import Completion
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
+from reward_service.server.auth import bearer_matches
 from reward_service.server.batcher import QueueFullError
 from reward_service.server.config import RewardServiceConfig
 from reward_service.server.scorer import (
@@ -37,6 +39,23 @@ SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name[
 RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"  # the key gRPC's own retry policy understands
 # Health and reflection stay open without a token: probes and tooling carry no credentials.
 _OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class MalformedRequest:
+    """What the lenient deserializer hands the servicer instead of a ScoreRequest it cannot parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def lenient_score_request(data: bytes):
+    """ScoreRequest from bytes, or MalformedRequest: never raises inside gRPC's deserialisation."""
+    try:
+        return reward_pb2.ScoreRequest.FromString(data)
+    except DecodeError as err:  # also invalid UTF-8 in a string field
+        return MalformedRequest(err)
 
 
 class ServiceState:
@@ -145,6 +164,9 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         return response, code, message, retry_ms
 
     async def Score(self, request, context):
+        if isinstance(request, MalformedRequest):
+            self.metrics.observe_request("Score", "INVALID_ARGUMENT", 0.0)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ScoreRequest: {request.error}")
         response, code, message, retry_ms = await self._score(request, context.time_remaining(), "Score")
         if code != grpc.StatusCode.OK:
             if retry_ms:
@@ -207,7 +229,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """UNAUTHENTICATED unless `authorization: Bearer <token>` matches (constant-time compare)."""
 
     def __init__(self, token: str, metrics=None):
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
         self._metrics = metrics
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -215,7 +237,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler_call_details.method.startswith(_OPEN_METHOD_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        if hmac.compare_digest(str(metadata.get("authorization", "")).encode(), self._expected):
+        if bearer_matches(str(metadata.get("authorization", "")), self._token):
             return handler
 
         async def deny(request_or_iterator, context):
@@ -238,6 +260,45 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(deny, **kwargs)
 
 
+def _add_reward_service(servicer: RewardServicer, server: grpc.aio.Server) -> None:
+    """RewardService as reward_pb2_grpc registers it, but Score with the lenient deserializer."""
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score,
+            request_deserializer=lenient_score_request,
+            response_serializer=reward_pb2.ScoreResponse.SerializeToString,
+        ),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ScoreStream,
+            request_deserializer=reward_pb2.ScoreRequest.FromString,
+            response_serializer=reward_pb2.ScoreResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
+# grpcio-reflection (1.85) implements only grpc.reflection.v1alpha; newer tools (grpcurl, Postman)
+# ask v1 first. The v1 proto is v1alpha with another package name, the same messages and field
+# numbers, so v1alpha's servicer answers v1 calls byte for byte; only the method path differs.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection_v1(server: grpc.aio.Server) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2
+    from grpc_reflection.v1alpha._async import ReflectionServicer
+
+    names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME, REFLECTION_V1)  # fmt: skip
+    handler = grpc.stream_stream_rpc_method_handler(
+        ReflectionServicer(names).ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )
+
+
 def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
     """TLS credentials; with client_ca, clients must present a certificate it signed (mTLS)."""
     return grpc.ssl_server_credentials(
@@ -257,12 +318,11 @@ def build_grpc_server(
         options=grpc_server_options(config.max_message_bytes),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,  # with the bounded queue: memory stays bounded
     )
-    reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
+    _add_reward_service(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    services = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME, REFLECTION_V1), server)
+    _add_reflection_v1(server)
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
     address = f"{host}:{config.grpc_port}"
     try:

@@ -3,26 +3,31 @@
 Runs in the reward service process on its event loop; the gRPC servicer and the FastAPI app
 are thin adapters around one RewardScorer. A request's explanation sentences go through the
 shared SentenceBatcher; per-completion rewards are assembled from their sentences' rows with
-`reward.score_from_probs`. Idempotency: a request_id seen before (bounded, time-limited cache)
-returns the same result, and joins the computation if it is still running.
+`reward.score_from_probs`. Idempotency: a request_id seen before (bounded, time-limited cache,
+reward_service.server.idempotency) returns the same result, and joins the computation if it is
+still running. The CPU work of a large request (validation, content hash, sentence splitting,
+assembly) runs on a worker thread, so the event loop keeps answering health checks meanwhile.
+A sentence the model cannot take fails its own request with INVALID_ARGUMENT, not its batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
-import time
 from dataclasses import dataclass
 
 from reward_service.core import reward
 from reward_service.core.labels import UNKNOWN, normalize
 from reward_service.core.reward import Completion
 from reward_service.errors import RewardServiceError
-from reward_service.server.batcher import SentenceBatcher
+from reward_service.server.batcher import SentenceBatcher, UnscorableSentenceError
+from reward_service.server.idempotency import IdempotencyCache
 
 MAX_ID_CHARS = 256
 MAX_REQUEST_ID_CHARS = 128
+# Requests with fewer characters than this are prepared on the event loop: their (linear) text
+# work takes well under a millisecond, less than the hop to a thread and back.
+INLINE_MAX_CHARS = 32_768
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,21 @@ class RequestDeadlineError(RewardServiceError, TimeoutError):
     """The request's time budget ran out before it was scored (DEADLINE_EXCEEDED / HTTP 504)."""
 
 
+def _check_unicode(value: str, field: str) -> None:
+    """A lone surrogate (JSON "\\ud800") is a str but no Unicode text: no tokenizer can take it."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidRequestError(
+            f"{field}: not valid Unicode text (lone surrogate at character {err.start})"
+        ) from None
+
+
 def validate_request(req: ScoreRequestData, max_completions: int, max_chars: int) -> None:
     """Raise InvalidRequestError naming the first bad field."""
+    _check_unicode(req.request_id, "request_id")
     if len(req.request_id) > MAX_REQUEST_ID_CHARS:
         raise InvalidRequestError(f"request_id: longer than {MAX_REQUEST_ID_CHARS} characters")
     if not req.completions:
@@ -94,18 +112,13 @@ def validate_request(req: ScoreRequestData, max_completions: int, max_chars: int
             raise InvalidRequestError(
                 f"completions[{i}].text: {len(c.text)} characters, at most {max_chars} allowed"
             )
+        _check_unicode(c.id, f"completions[{i}].id")
+        _check_unicode(c.text, f"completions[{i}].text")
+        _check_unicode(c.ground_truth, f"completions[{i}].ground_truth")
         if normalize(c.ground_truth) == UNKNOWN:
             raise InvalidRequestError(
                 f"completions[{i}].ground_truth: unknown emotion label {c.ground_truth[:64]!r}"
             )
-
-
-@dataclass
-class _Entry:
-    fingerprint: str
-    task: asyncio.Task
-    expires: float
-    waiters: int = 0
 
 
 class RewardScorer:
@@ -119,23 +132,23 @@ class RewardScorer:
         max_chars: int = 20_000,
         idempotency_size: int = 10_000,
         idempotency_ttl_s: float = 600.0,
+        idempotency_max_bytes: int = 1 << 30,
         metrics=None,
     ):
         self.batcher = batcher
         self.classifier = batcher.classifier
         self.max_completions = max_completions
         self.max_chars = max_chars
-        self.idempotency_size = idempotency_size
-        self.idempotency_ttl_s = idempotency_ttl_s
+        self.idempotency = IdempotencyCache(idempotency_size, idempotency_ttl_s, idempotency_max_bytes)
         self.metrics = metrics
-        self._recent: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
 
     async def score(self, req: ScoreRequestData) -> ScoreResult:
         """Validated, batched, assembled scores of `req`; replays come from the idempotency cache."""
-        validate_request(req, self.max_completions, self.max_chars)
-        if not req.request_id or self.idempotency_size == 0:
-            return await self._with_timeout(self._compute(req), req.timeout_s)
-        entry = self._lookup(req)
+        cached = bool(req.request_id) and self.idempotency.enabled
+        fingerprint, sentences = await self._off_loop(req, self._prepare, req, cached)
+        if not cached:
+            return await self._with_timeout(self._compute(req, sentences), req.timeout_s)
+        entry = self._lookup(req, fingerprint, sentences)
         entry.waiters += 1
         try:
             # shield: one caller giving up must not cancel the work another caller joined.
@@ -144,30 +157,34 @@ class RewardScorer:
             entry.waiters -= 1
             if entry.waiters == 0 and not entry.task.done():
                 entry.task.cancel()  # nobody waits any more: drop its sentences before inference
-                self._recent.pop(req.request_id, None)
+                self.idempotency.remove(req.request_id, entry)
 
-    def _lookup(self, req: ScoreRequestData) -> _Entry:
-        now = time.monotonic()
-        while self._recent and next(iter(self._recent.values())).expires < now:
-            self._recent.popitem(last=False)
-        fingerprint = req.fingerprint()
-        entry = self._recent.get(req.request_id)
+    def _prepare(self, req: ScoreRequestData, cached: bool) -> tuple[str, list[list[str]]]:
+        """(content hash or "", sentences of each completion); raises InvalidRequestError."""
+        validate_request(req, self.max_completions, self.max_chars)
+        sentences = [reward.split_sentences(reward.extract_think(c.text)) for c in req.completions]
+        return (req.fingerprint() if cached else ""), sentences
+
+    @staticmethod
+    async def _off_loop(req: ScoreRequestData, fn, *args):
+        """fn(*args) on a worker thread for a large request, inline for a small one."""
+        if sum(len(c.text) for c in req.completions) < INLINE_MAX_CHARS:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    def _lookup(self, req: ScoreRequestData, fingerprint: str, sentences: list[list[str]]):
+        entry = self.idempotency.get(req.request_id)
         if entry is not None and entry.task.done() and (entry.task.cancelled() or entry.task.exception()):
-            entry = None  # failed attempts are not replayed: the retry computes afresh
+            entry = None  # failed just now (its done callback, which drops it, has not run yet)
         if entry is not None:
             if entry.fingerprint != fingerprint:
                 raise InvalidRequestError("request_id: already used for a request with different content")
             if self.metrics is not None:
                 self.metrics.idempotent_replays.inc()
             return entry
-        task = asyncio.get_running_loop().create_task(self._compute(req))
+        task = asyncio.get_running_loop().create_task(self._compute(req, sentences))
         task.add_done_callback(_consume_exception)
-        entry = _Entry(fingerprint, task, now + self.idempotency_ttl_s)
-        self._recent[req.request_id] = entry
-        self._recent.move_to_end(req.request_id)
-        while len(self._recent) > self.idempotency_size:
-            self._recent.popitem(last=False)
-        return entry
+        return self.idempotency.add(req.request_id, fingerprint, task)
 
     @staticmethod
     async def _with_timeout(awaitable, timeout_s: float | None) -> ScoreResult:
@@ -178,13 +195,25 @@ class RewardScorer:
         except asyncio.TimeoutError:
             raise RequestDeadlineError(f"request not scored within {timeout_s:.3f} s") from None
 
-    async def _compute(self, req: ScoreRequestData) -> ScoreResult:
-        sentences = [reward.split_sentences(reward.extract_think(c.text)) for c in req.completions]
+    async def _compute(self, req: ScoreRequestData, sentences: list[list[str]]) -> ScoreResult:
         flat = [s for per_completion in sentences for s in per_completion]
-        probs = await self.batcher.classify(flat)  # (sum S_i, L)
+        try:
+            probs = await self.batcher.classify(flat)  # (sum S_i, L)
+        except UnscorableSentenceError as err:
+            i = next(i for i, sents in enumerate(sentences) if err.sentence in sents)
+            k = sentences[i].index(err.sentence)
+            raise InvalidRequestError(f"completions[{i}].text: sentence {k} {err}") from None
+        result = await self._off_loop(req, self._assemble, req, sentences, probs)
+        if self.metrics is not None:
+            self.metrics.observe_scores(result.scores)
+        return result
+
+    def _assemble(self, req: ScoreRequestData, sentences: list[list[str]], probs) -> ScoreResult:
+        """Per-completion rewards from the rows of the request's sentences (pure CPU work)."""
+        flat_len = sum(len(sents) for sents in sentences)
         clf = self.classifier
         # Label sets of the whole request at once: one vectorised pass instead of one per completion.
-        sets = reward.label_sets(probs, clf.labels, clf.tau, clf.top_k) if flat else []
+        sets = reward.label_sets(probs, clf.labels, clf.tau, clf.top_k) if flat_len else []
         results = []
         offset = 0
         for c, sents in zip(req.completions, sentences, strict=True):
@@ -208,8 +237,6 @@ class RewardScorer:
                     else (),
                 )
             )
-        if self.metrics is not None:
-            self.metrics.observe_scores(results)
         return ScoreResult(req.request_id, clf.version, tuple(results))
 
 

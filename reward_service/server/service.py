@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -26,6 +27,7 @@ from reward_service.server.batcher import Classifier, SentenceBatcher
 from reward_service.server.config import RewardServiceConfig
 from reward_service.server.grpc_adapter import RewardServicer, ServiceState, build_grpc_server
 from reward_service.server.http_adapter import build_http_app
+from reward_service.server.http_limits import H11Protocol431
 from reward_service.server.prometheus_metrics import RewardMetrics
 from reward_service.server.scorer import RewardScorer
 
@@ -53,6 +55,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def exposure_warning(host: str, token: str | None, tls: bool) -> str | None:
+    """The start-up warning for a bind beyond loopback with neither a token nor TLS, else None."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback or token is not None or tls:
+        return None
+    return (
+        f"reward service bound to {host} (beyond loopback) with neither a bearer token (--token-file) "
+        "nor TLS (--tls-cert): anyone who reaches the port can score and read metrics"
+    )
+
+
 class RewardService:
     """One running reward service (gRPC + HTTP) around a classifier."""
 
@@ -68,6 +84,7 @@ class RewardService:
             max_batch_tokens=config.max_batch_tokens,
             max_wait_s=config.max_wait_ms / 1000,
             max_queue_sentences=config.max_queue_sentences,
+            max_queue_wait_s=config.max_queue_wait_ms / 1000,
             cache_size=config.sentence_cache_size,
             retry_after_s=config.retry_after_ms / 1000,
             metrics=self.metrics,
@@ -78,6 +95,7 @@ class RewardService:
             max_chars=config.max_completion_chars,
             idempotency_size=config.idempotency_cache_size,
             idempotency_ttl_s=config.idempotency_ttl_s,
+            idempotency_max_bytes=config.idempotency_cache_bytes,
             metrics=self.metrics,
         )
         self.grpc_port = 0
@@ -97,6 +115,9 @@ class RewardService:
     async def start(self) -> None:
         """Bind and serve; health turns SERVING only after a real forward pass succeeded."""
         await self.state.set_serving(False)
+        warning = exposure_warning(self.config.host, self.token, self.config.tls_cert is not None)
+        if warning is not None:
+            log.warning(warning)
         self.batcher.start()
         servicer = RewardServicer(self.scorer, self.state, self.metrics, self.config.max_inflight_per_stream)
         self._grpc, self.grpc_port = build_grpc_server(servicer, self.state, self.config, self.token)
@@ -111,7 +132,11 @@ class RewardService:
 
     async def _start_http(self) -> None:
         c = self.config
-        app = build_http_app(self.scorer, self.state, self.metrics, self.token)
+        app = build_http_app(
+            self.scorer, self.state, self.metrics, self.token,
+            max_body_bytes=c.http_max_body_bytes or c.max_message_bytes,
+            max_header_bytes=c.http_max_header_bytes, docs=c.http_docs,
+        )  # fmt: skip
         tls = {}
         if c.tls_cert is not None:
             tls = {"ssl_certfile": str(c.tls_cert), "ssl_keyfile": str(c.tls_key)}
@@ -119,7 +144,8 @@ class RewardService:
                 tls.update(ssl_ca_certs=str(c.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
         uv_config = uvicorn.Config(
             app, host=c.host, port=c.http_port, log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=int(c.drain_seconds) + 1, **tls,
+            timeout_graceful_shutdown=int(c.drain_seconds) + 1, http=H11Protocol431,
+            h11_max_incomplete_event_size=c.http_max_header_bytes, **tls,
         )  # fmt: skip
         sock = _bind(c.host, c.http_port)
         self.http_port = sock.getsockname()[1]

@@ -16,6 +16,8 @@ from reward_service.server.scorer import (
 )
 from tests.support.fake_classifier import FakeClassifier
 
+# One sentence: a failed batch of several is split and retried (a transient failure is absorbed).
+ONE_SENTENCE = "<think>She is happy.</think><answer>joy</answer>"
 GOOD = "<think>She is happy. The room is white. He is happy and surprise.</think><answer>joy</answer>"
 
 
@@ -150,8 +152,8 @@ def test_failed_attempt_is_not_replayed():
     async def main():
         scorer.batcher.start()
         with pytest.raises(RuntimeError):
-            await scorer.score(req(("a", GOOD, "happy")))
-        again = await scorer.score(req(("a", GOOD, "happy")))  # same id: computed afresh
+            await scorer.score(req(("a", ONE_SENTENCE, "happy")))
+        again = await scorer.score(req(("a", ONE_SENTENCE, "happy")))  # same id: computed afresh
         await scorer.batcher.stop()
         return again
 
