@@ -12,6 +12,7 @@ CLI_ENTRIES = {
     "reward_service/server/__main__.py",
     "reward_service/server/service.py",
     "reward_service/bench/baseline.py",
+    "reward_service/bench/hostile.py",
     "common/errors.py",
 }
 

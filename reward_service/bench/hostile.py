@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 
 from reward_service.client import Completion, RewardClient, RewardClientError
+from common.errors import error_line
+from reward_service.errors import BenchError
 
 WORDS = "she he smiles cries laughs frowns at the table window door softly loudly warmly again".split()
 
@@ -143,7 +145,7 @@ async def run(args) -> dict:
         try:
             while not ready.exists():
                 if proc.poll() is not None:
-                    raise SystemExit(f"server exited with {proc.returncode}")
+                    raise BenchError(f"reward server exited with {proc.returncode} before it was ready")
                 await asyncio.sleep(0.1)
             grpc_port, http_port = ready.read_text().split()
             address = f"127.0.0.1:{grpc_port}"
@@ -179,4 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        sys.exit(error_line(err))
