@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from reward_service.client import Completion, RewardClient, RewardClientError
 from common.errors import error_line
+from reward_service.client import Completion, RewardClient, RewardClientError
 from reward_service.errors import BenchError
 
 WORDS = "she he smiles cries laughs frowns at the table window door softly loudly warmly again".split()
