@@ -1,11 +1,18 @@
 """Async client of the ERV reward service, used by rollout workers (and benchmarks, tests).
 
 Runs in the caller's process on its asyncio loop. Unary `score(...)` and a multiplexed
-`stream()` (one ScoreStream carrying many requests, answered in any order). Retries with
-exponential backoff and full jitter on UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED,
-always reusing the request_id so the server's idempotency cache makes a retry safe. Results
-are keyed by completion id; unknown and duplicate ids are dropped, missing ones are an error.
-When retries run out it raises RewardUnavailableError: it never invents a score.
+`stream()` (one ScoreStream carrying many requests, answered in any order).
+
+Unary Score is retried by gRPC itself, from the channel's service config
+(reward_service.transport.score_service_config, gRFC A6): UNAVAILABLE and RESOURCE_EXHAUSTED,
+exponential backoff with full jitter, the server's `grpc-retry-pushback-ms` honoured, at most 5
+attempts (gRPC's cap), and wait-for-ready so a server that starts late or restarts is waited out.
+The call's deadline covers all its attempts and backoff, as gRPC defines it. The stream keeps its
+own retry loop (re-sending unanswered requests after in-band errors and reconnecting after a break).
+
+Every retry reuses the request_id, so the server's idempotency cache makes it safe. Results are
+keyed by completion id; unknown and duplicate ids are dropped, missing ones are an error. When
+retries or the deadline run out it raises RewardUnavailableError: it never invents a score.
 """
 
 from __future__ import annotations
@@ -25,13 +32,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reward_service.core.reward import Completion
 from reward_service.errors import RewardServiceError
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
-from reward_service.transport import MAX_MESSAGE_BYTES, grpc_client_options
+from reward_service.transport import (
+    MAX_GRPC_ATTEMPTS,
+    MAX_MESSAGE_BYTES,
+    RETRY_INITIAL_BACKOFF_S,
+    RETRY_MAX_BACKOFF_S,
+    grpc_client_options,
+    score_service_config,
+)
 
 log = logging.getLogger("erv_grpo.reward_client")
 
 __all__ = ["Completion", "RewardClient", "RewardStream"]  # Completion: re-exported for callers
 
 CompletionScore = reward_pb2.CompletionScore
+# Codes that mean "no score now, maybe later": RewardUnavailableError rather than RewardRequestError.
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
@@ -43,7 +58,7 @@ class RewardClientError(RewardServiceError, RuntimeError):
 
 
 class RewardUnavailableError(RewardClientError):
-    """Retries (or the request's deadline) ran out on retryable errors; no score was produced."""
+    """Retries (or the call's deadline) ran out on retryable errors; no score was produced."""
 
 
 class RewardRequestError(RewardClientError):
@@ -52,14 +67,6 @@ class RewardRequestError(RewardClientError):
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(f"{code.name}: {message}")
         self.code = code
-
-
-def _pushback_s(err: grpc.aio.AioRpcError) -> float:
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-retry-pushback-ms":
-            with contextlib.suppress(ValueError):
-                return int(value) / 1000
-    return 0.0
 
 
 def collect_scores(
@@ -82,7 +89,14 @@ def collect_scores(
 
 
 class RewardClient:
-    """Async client; `async with RewardClient("127.0.0.1:50051") as client: await client.score(...)`."""
+    """Async client; `async with RewardClient("127.0.0.1:50051") as client: await client.score(...)`.
+
+    Retry knobs: `max_attempts` (first attempt included; unary Score uses at most 5, gRPC's cap, and
+    1 turns its retries off; the stream uses the full number), `backoff_initial_s` / `backoff_max_s`
+    (both paths), `deadline_s` (default deadline of one call, all its attempts included),
+    `wait_for_ready` (unary Score waits for a connection within its deadline instead of failing at
+    once while the server is unreachable; False fails fast, e.g. on a TLS mismatch).
+    """
 
     def __init__(
         self,
@@ -92,21 +106,27 @@ class RewardClient:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         *,
-        max_attempts: int = 6,
-        backoff_initial_s: float = 0.1,
-        backoff_max_s: float = 5.0,
+        max_attempts: int = MAX_GRPC_ATTEMPTS,
+        backoff_initial_s: float = RETRY_INITIAL_BACKOFF_S,
+        backoff_max_s: float = RETRY_MAX_BACKOFF_S,
         deadline_s: float = 60.0,
+        wait_for_ready: bool = True,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         seed: int | None = None,
     ):
+        if max_attempts < 1 or backoff_initial_s <= 0 or backoff_max_s <= 0:
+            raise ValueError("RewardClient needs max_attempts >= 1 and positive backoffs")
         self.address = address
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.deadline_s = deadline_s
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._rng = random.Random(seed)
-        options = grpc_client_options(max_message_bytes)
+        self._rng = random.Random(seed)  # the stream's backoff jitter
+        self.service_config = score_service_config(
+            max_attempts, backoff_initial_s, backoff_max_s, wait_for_ready
+        )
+        options = grpc_client_options(max_message_bytes, self.service_config)
         if tls_ca is not None or tls_cert is not None:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=tls_ca.read_bytes() if tls_ca else None,
@@ -117,7 +137,9 @@ class RewardClient:
         else:
             self.channel = grpc.aio.insecure_channel(address, options=options)
         self.stub = reward_pb2_grpc.RewardServiceStub(self.channel)
-        self.retries = 0  # attempts beyond the first, over this client's life (for tests and logs)
+        # The stream's re-sends over this client's life (for tests and logs). Unary retries happen
+        # inside gRPC and are not seen here; the server sees them (`grpc-previous-rpc-attempts`).
+        self.retries = 0
 
     async def __aenter__(self) -> RewardClient:
         return self
@@ -129,7 +151,10 @@ class RewardClient:
         await self.channel.close()
 
     def backoff_s(self, attempt: int, pushback_s: float = 0.0) -> float:
-        """Full jitter: uniform in [0, min(max, initial * 2**attempt)], never below the server's hint."""
+        """The stream's backoff, the curve gRPC uses for unary Score.
+
+        Full jitter: uniform in [0, min(max, initial * 2**attempt)], never below the server's hint.
+        """
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * (2**attempt))
         return max(pushback_s, self._rng.uniform(0, ceiling))
 
@@ -156,26 +181,20 @@ class RewardClient:
         deadline_s: float | None = None,
         return_sentences: bool = False,
     ) -> dict[str, CompletionScore]:
-        """Unary Score with retries; `deadline_s` bounds each attempt (default: the client's)."""
+        """Unary Score, retried by gRPC; `deadline_s` (default: the client's) bounds all attempts."""
         deadline_s = deadline_s or self.deadline_s
         msg = self.build_request(completions, request_id, return_sentences, None)
-        last = None
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.retries += 1
-            try:
-                response = await self.stub.Score(msg, timeout=deadline_s, metadata=self.metadata)
-                return collect_scores(msg, response)
-            except grpc.aio.AioRpcError as err:
-                if err.code() not in RETRYABLE:
-                    raise RewardRequestError(err.code(), err.details() or "") from None
-                last = err
-                if attempt + 1 < self.max_attempts:
-                    await asyncio.sleep(self.backoff_s(attempt, _pushback_s(err)))
-        raise RewardUnavailableError(
-            f"request {msg.request_id}: no scores after {self.max_attempts} attempts "
-            f"(last error {last.code().name}: {last.details()})"
-        )
+        try:
+            response = await self.stub.Score(msg, timeout=deadline_s, metadata=self.metadata)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in RETRYABLE:
+                raise RewardRequestError(err.code(), err.details() or "") from None
+            # gRPC has already retried what its policy allows; this is the last attempt's status.
+            raise RewardUnavailableError(
+                f"request {msg.request_id}: no scores (retries or the {deadline_s} s deadline ran out; "
+                f"last error {err.code().name}: {err.details()})"
+            ) from None
+        return collect_scores(msg, response)
 
     def stream(self) -> RewardStream:
         """A multiplexed ScoreStream: `async with client.stream() as s: await s.score(...)`."""

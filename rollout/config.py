@@ -40,7 +40,9 @@ class RolloutConfig(BaseModel):
     num_gpus_per_worker: float = Field(0.0, ge=0.0, description="Ray GPUs reserved per rollout worker")
     kv_cache_gib: int = Field(1, ge=1, description="CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
     cpu_threads_bind: str = Field("0-1", description="cores the CPU engine binds its OMP threads to")
-    reward_deadline_s: float = Field(60.0, gt=0.0, description="deadline of one reward call for one group")
+    reward_deadline_s: float = Field(
+        60.0, gt=0.0, description="deadline of one reward call for one group, its retries included"
+    )
     reward_tls_ca: str | None = Field(
         None, description="PEM file of the CA that signed the reward service cert"
     )

@@ -1,6 +1,14 @@
-"""RewardClient against a scripted fake RewardService: retries, request_id reuse, id matching, give-up."""
+"""RewardClient against a scripted fake RewardService: retries, request_id reuse, id matching, give-up.
+
+Unary Score is retried by gRPC (the channel's service config), so its retries are observed where
+they land: the fake servicer records each attempt, its arrival time and the
+`grpc-previous-rpc-attempts` header gRPC adds to a retry. The stream's own retries are counted by
+the client (`client.retries`).
+"""
 
 import asyncio
+import json
+import time
 
 import grpc
 import pytest
@@ -14,6 +22,7 @@ from reward_service.client import (
     collect_scores,
 )
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
+from reward_service.transport import score_service_config
 from tests.support.fake_classifier import FakeClassifier
 from tests.support.service_helpers import free_port, running_service
 
@@ -27,9 +36,11 @@ def _score(cid, total=1.0):
 class ScriptedService(reward_pb2_grpc.RewardServiceServicer):
     """Fails the first `failures` attempts with `code`, then answers with duplicates and a stranger id."""
 
-    def __init__(self, failures=0, code=grpc.StatusCode.UNAVAILABLE, sleep_s=0.0):
-        self.failures, self.code, self.sleep_s = failures, code, sleep_s
+    def __init__(self, failures=0, code=grpc.StatusCode.UNAVAILABLE, sleep_s=0.0, pushback_ms=30):
+        self.failures, self.code, self.sleep_s, self.pushback_ms = failures, code, sleep_s, pushback_ms
         self.seen_request_ids: list[str] = []
+        self.previous_attempts: list[str | None] = []  # gRPC's retry header, per unary attempt
+        self.arrived: list[float] = []  # time.monotonic() of each unary attempt
         self.stream_calls = 0
 
     def answer(self, request):
@@ -41,11 +52,13 @@ class ScriptedService(reward_pb2_grpc.RewardServiceServicer):
         )
 
     async def Score(self, request, context):
+        self.arrived.append(time.monotonic())
         self.seen_request_ids.append(request.request_id)
+        self.previous_attempts.append(dict(context.invocation_metadata()).get("grpc-previous-rpc-attempts"))
         if len(self.seen_request_ids) <= self.failures:
             if self.sleep_s:
                 await asyncio.sleep(self.sleep_s)
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", "30"),))
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(self.pushback_ms)),))
             await context.abort(self.code, "scripted failure")
         return self.answer(request)
 
@@ -86,24 +99,69 @@ def test_unary_retries_reuse_request_id_and_drop_duplicates(code):
 
     async def run(address):
         async with fast_client(address) as client:
-            return await client.score(GROUP, request_id="rid-1"), client.retries
+            return await client.score(GROUP, request_id="rid-1")
 
-    scores, retries = asyncio.run(_with_scripted(service, run))
+    scores = asyncio.run(_with_scripted(service, run))
     assert service.seen_request_ids == ["rid-1"] * 3
-    assert retries == 2
+    assert service.previous_attempts == [None, "1", "2"]  # one call, retried twice by gRPC
     assert sorted(scores) == ["a", "b"]  # "stranger" dropped
     assert scores["a"].total == 2.0  # the first answer for an id wins; the duplicate is dropped
 
 
-def test_deadline_exceeded_is_retried():
+def test_a_request_larger_than_grpcs_default_retry_buffer_is_still_retried():
+    service = ScriptedService(failures=1)
+    big = [Completion("a", "<think>" + "x" * 400_000 + "</think>", "happy")]  # default buffer: 256 KiB
+
+    async def run(address):
+        async with fast_client(address) as client:
+            return await client.score(big, request_id="big")
+
+    assert sorted(asyncio.run(_with_scripted(service, run))) == ["a"]
+    assert service.seen_request_ids == ["big", "big"]
+
+
+def test_unary_retry_waits_out_the_servers_pushback():
+    service = ScriptedService(failures=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback_ms=600)
+
+    async def run(address):
+        async with fast_client(address) as client:  # its own backoff is at most 0.05 s
+            return await client.score(GROUP, request_id="busy")
+
+    scores = asyncio.run(_with_scripted(service, run))
+    assert sorted(scores) == ["a", "b"] and service.seen_request_ids == ["busy", "busy"]
+    assert service.arrived[1] - service.arrived[0] >= 0.55  # the server's 600 ms, not the client's backoff
+
+
+async def _seconds_to_deadline_exceeded(client, request_id, deadline_s):
+    started = time.monotonic()
+    with pytest.raises(RewardUnavailableError, match="DEADLINE_EXCEEDED"):
+        await client.score(GROUP, request_id=request_id, deadline_s=deadline_s)
+    return time.monotonic() - started
+
+
+def test_deadline_exceeded_is_unavailable_and_the_same_request_id_can_be_sent_again():
     service = ScriptedService(failures=1, sleep_s=3.0)
 
     async def run(address):
         async with fast_client(address) as client:
-            return await client.score(GROUP, request_id="slow", deadline_s=1.0)
+            waited = await _seconds_to_deadline_exceeded(client, "slow", 1.0)
+            return await client.score(GROUP, request_id="slow", deadline_s=1.0), waited
 
-    scores = asyncio.run(_with_scripted(service, run))
+    scores, waited = asyncio.run(_with_scripted(service, run))
+    assert waited < 2.5  # the deadline ended the slow attempt; gRPC does not retry past it
     assert sorted(scores) == ["a", "b"] and service.seen_request_ids == ["slow", "slow"]
+
+
+def test_deadline_covers_all_attempts():
+    service = ScriptedService(failures=5, pushback_ms=400)
+
+    async def run(address):
+        async with fast_client(address) as client:
+            return await _seconds_to_deadline_exceeded(client, "late", 1.0)
+
+    waited = asyncio.run(_with_scripted(service, run))
+    # Attempts at 0, 0.4 and 0.8 s, then the deadline; without it gRPC would try 5 times (1.6 s).
+    assert waited < 1.5 and service.seen_request_ids in (["late"] * 2, ["late"] * 3)
 
 
 def test_non_retryable_error_is_raised_at_once():
@@ -132,22 +190,42 @@ def test_stream_retries_in_band_errors_and_reconnects_after_a_break():
     assert service.stream_calls == 2
 
 
+@pytest.mark.parametrize("max_attempts, attempts", [(3, 3), (50, 5)])  # gRPC allows at most 5
+def test_unary_gives_up_after_max_attempts_with_reward_unavailable_error(max_attempts, attempts):
+    service = ScriptedService(failures=100)
+
+    async def run(address):
+        async with fast_client(address, max_attempts=max_attempts) as client:
+            with pytest.raises(RewardUnavailableError) as err:
+                await client.score(GROUP, request_id="lost")
+            return err.value
+
+    err = asyncio.run(_with_scripted(service, run))
+    assert "lost" in str(err) and "UNAVAILABLE" in str(err)
+    assert service.seen_request_ids == ["lost"] * attempts
+    assert service.previous_attempts == [None] + [str(i) for i in range(1, attempts)]
+
+
 def test_gives_up_with_reward_unavailable_error_never_a_score():
     address = f"127.0.0.1:{free_port()}"  # nothing listens here
 
     async def main():
         async with fast_client(address, max_attempts=3, deadline_s=2) as client:
-            with pytest.raises(RewardUnavailableError, match="after 3 attempts") as unary:
-                await client.score(GROUP, request_id="lost")
+            with pytest.raises(RewardUnavailableError, match="DEADLINE_EXCEEDED"):  # waited for a server
+                await client.score(GROUP, request_id="lost", deadline_s=0.5)
             async with client.stream() as stream:
                 with pytest.raises(RewardUnavailableError) as streamed:
                     await stream.score(GROUP, request_id="lost-too")
-            return unary.value, streamed.value, client.retries
+            retries = client.retries
+        async with fast_client(address, max_attempts=3, deadline_s=2, wait_for_ready=False) as client:
+            with pytest.raises(RewardUnavailableError) as unary:
+                await client.score(GROUP, request_id="lost")
+        return unary.value, streamed.value, retries
 
     unary, streamed, retries = asyncio.run(main())
     assert "UNAVAILABLE" in str(unary)
     assert "lost-too" in str(streamed)
-    assert retries >= 2
+    assert retries >= 2  # the stream's own retries
 
 
 def test_client_waits_out_a_server_that_starts_late():
@@ -157,12 +235,28 @@ def test_client_waits_out_a_server_that_starts_late():
         async with fast_client(f"127.0.0.1:{port}", max_attempts=50) as client:
             pending = asyncio.create_task(client.score(GROUP, request_id="early-bird"))
             await asyncio.sleep(0.3)
+            waiting = not pending.done()  # no connection yet: the call waits, it has not failed
             async with running_service(FakeClassifier(), grpc_port=port) as svc:
                 scores = await pending
-                return scores, svc.metrics.completions._value.get(), client.retries
+                return scores, svc.metrics.completions._value.get(), waiting
 
-    scores, counted, retries = asyncio.run(main())
-    assert sorted(scores) == ["a", "b"] and counted == 2 and retries > 0
+    scores, counted, waiting = asyncio.run(main())
+    assert waiting and sorted(scores) == ["a", "b"] and counted == 2
+
+
+def test_service_config_names_score_and_maps_the_clients_knobs():
+    (method,) = json.loads(score_service_config(50, 0.01, 0.05))["methodConfig"]
+    service = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
+    assert method["name"] == [{"service": service, "method": "Score"}] and method["waitForReady"]
+    assert method["retryPolicy"] == {
+        "maxAttempts": 5,  # gRPC's cap
+        "initialBackoff": "0.010s",
+        "maxBackoff": "0.050s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+    }
+    (single,) = json.loads(score_service_config(1, 0.1, 5.0, wait_for_ready=False))["methodConfig"]
+    assert "retryPolicy" not in single and not single["waitForReady"]  # gRPC rejects maxAttempts 1
 
 
 def test_collect_scores_matches_by_id():

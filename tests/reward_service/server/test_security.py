@@ -34,8 +34,12 @@ def test_mutual_tls_and_token(erv, certs, tmp_path):
     outcomes = {}
 
     async def try_grpc(name, address, attempts=1, **kwargs):
+        # wait_for_ready=False: a failed TLS handshake is reported at once; a waiting call would
+        # read it as a server still starting and wait out its 30 s deadline.
         try:
-            async with RewardClient(address, max_attempts=attempts, deadline_s=30, **kwargs) as client:
+            async with RewardClient(
+                address, max_attempts=attempts, deadline_s=30, wait_for_ready=False, **kwargs
+            ) as client:
                 outcomes[name] = sorted(await client.score(group))
         except RewardRequestError as err:
             outcomes[name] = err.code
