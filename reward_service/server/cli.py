@@ -122,7 +122,20 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sentence-cache-size", type=int, help="LRU cache entries of sentence probabilities (0 turns it off)"
     )
-    parser.add_argument("--num-threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--num-threads", type=int, help="ERV runtime intra-op threads on CPU (default: all cores)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["onnx", "torch"],
+        help="what runs the ERV: onnx (ONNX Runtime, default) or torch (PyTorch, e.g. CUDA without onnxruntime-gpu)",
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ERV device (default auto)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="torch backend compute precision (default float32; onnx is float32 only)",
+    )
     parser.add_argument(
         "--ready-file",
         type=Path,

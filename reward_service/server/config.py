@@ -8,6 +8,7 @@ which reads the YAML file named by --config. Transport limits live in reward_ser
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,8 +72,18 @@ class RewardServiceConfig(BaseModel):
     max_message_bytes: int = Field(
         MAX_MESSAGE_BYTES, ge=1024, description="gRPC message size limit (send and receive)"
     )
-    num_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = all cores")
-    device: str = Field("auto", description="ONNX Runtime device: auto, cpu or cuda")
+    num_threads: int | None = Field(
+        None, ge=1, description="intra-op threads of the ERV runtime on CPU; None = all cores"
+    )
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="what runs the ERV: onnx = ONNX Runtime on model.onnx; torch = PyTorch on the folder's "
+        "config.json + model.safetensors (for CUDA machines without onnxruntime-gpu)",
+    )
+    device: str = Field("auto", description="ERV device: auto (CUDA when the backend has it), cpu or cuda")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="compute precision of the torch backend (autocast); onnx runs float32 only"
+    )
     retry_after_ms: int = Field(200, ge=0, description="retry hint sent with RESOURCE_EXHAUSTED")
     ready_file: Path | None = Field(
         None, description="write 'GRPC_PORT HTTP_PORT' here once serving (scripts, tests)"
@@ -100,7 +111,7 @@ class RewardServiceConfig(BaseModel):
 _FLAG_FIELDS = (
     "model_dir", "host", "grpc_port", "http_port", "tls_cert", "tls_key", "tls_client_ca", "token_file",
     "drain_seconds", "max_batch_tokens", "max_wait_ms", "max_queue_sentences", "sentence_cache_size",
-    "num_threads", "ready_file",
+    "num_threads", "ready_file", "backend", "device", "dtype",
 )  # fmt: skip
 
 

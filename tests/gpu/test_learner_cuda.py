@@ -20,10 +20,10 @@ def flat_grad(learner: Learner) -> torch.Tensor:
     return torch.cat([p.grad.flatten().float() for p in learner.policy.parameters() if p.grad is not None])
 
 
-def test_bf16_update_matches_fp32(tiny_qwen2_dir):
+def test_bf16_update_matches_fp32(tiny_qwen2_dir, gpu_device):
     batch = make_batch(seed=1, prompts=2, group_size=4)
-    fp32 = Learner(LearnerConfig(model=str(tiny_qwen2_dir), device="cuda", bf16=False, lr=1e-3))
-    bf16 = Learner(LearnerConfig(model=str(tiny_qwen2_dir), device="cuda", bf16=True, lr=1e-3))
+    fp32 = Learner(LearnerConfig(model=str(tiny_qwen2_dir), device=gpu_device, bf16=False, lr=1e-3))
+    bf16 = Learner(LearnerConfig(model=str(tiny_qwen2_dir), device=gpu_device, bf16=True, lr=1e-3))
     fp32.update(batch), bf16.update(batch)  # the first loss is -mean(A) in any precision (ratio 1, KL 0)
     m32, m16 = fp32.update(batch), bf16.update(batch)  # the second has a KL term computed in bf16
     assert m16["kl"] == pytest.approx(m32["kl"], rel=5e-2)
