@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv sysdeps models demo test lint proto bench clean
+.PHONY: venv sysdeps models demo test lint proto bench clean device-check device-check-prepare device-check-dry
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
 # then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines").
@@ -45,6 +45,16 @@ test: venv sysdeps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q tests
+
+# The GPU check (README, "The GPU check"): --prepare here, then the script on the H200 machine.
+device-check-prepare: venv
+	PYTHON=$(PY) bash scripts/device_check.sh --prepare
+
+device-check:
+	bash scripts/device_check.sh
+
+device-check-dry: venv
+	PYTHON=$(PY) bash scripts/device_check.sh --cpu
 
 clean:
 	rm -rf $(VENV) .cache

@@ -1,4 +1,5 @@
-"""Shared pytest setup: GPU tests are skipped without CUDA; Ray runs without token auth locally."""
+"""Shared pytest setup: GPU tests are skipped without CUDA (unless ERV_GPU_TEST_DEVICE=cpu, the device
+check's dry run); Ray runs without token auth locally."""
 
 import os
 
@@ -16,7 +17,8 @@ def pytest_collection_modifyitems(config, items):
         has_cuda = torch.cuda.is_available()
     except Exception:  # torch missing or broken: no GPU tests either way
         has_cuda = False
-    if has_cuda:
+    # The device check's dry run (scripts/device_check.sh --cpu) runs the gpu tests' code on CPU.
+    if has_cuda or os.environ.get("ERV_GPU_TEST_DEVICE") == "cpu":
         return
     skip = pytest.mark.skip(reason="needs CUDA")
     for item in items:

@@ -63,9 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="exported ERV folder")
     parser.add_argument("--port", type=int, required=True, help="loopback port to serve on")
-    parser.add_argument("--num-threads", type=int, default=None, help="ONNX Runtime threads (default: all)")
+    parser.add_argument("--num-threads", type=int, default=None, help="ERV runtime threads (default: all)")
+    parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="what runs the ERV")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ERV device")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="torch backend precision",
+    )
     args = parser.parse_args(argv)
-    app = build_baseline_app(ErvModel.load(args.model_dir, num_threads=args.num_threads))
+    model = ErvModel.load(
+        args.model_dir,
+        num_threads=args.num_threads,
+        device=args.device,
+        backend=args.backend,
+        dtype=args.dtype,
+    )
+    app = build_baseline_app(model)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 

@@ -11,11 +11,30 @@ import json
 from pathlib import Path
 
 
+def add_backend_options(parser: argparse.ArgumentParser, device_default: str) -> None:
+    """--backend, --device and --dtype of the ERV under test (as `reward serve` has them)."""
+    parser.add_argument(
+        "--backend", choices=["onnx", "torch"], default="onnx", help="what runs the ERV (default onnx)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=device_default,
+        help=f"ERV device (default {device_default})",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="torch backend compute precision (default float32)",
+    )
+
+
 def register(sub, groups) -> None:
     """Add `bench erv` and `bench reward` to the parser tree."""
     erv = groups["bench"].add_parser(
         "erv",
-        help="sentences/s of the ERV: ONNX Runtime (ErvModel) vs PyTorch eager, same weights and threads",
+        help="sentences/s of the ERV: ErvModel (ONNX Runtime or torch backend) vs PyTorch eager, same weights",
         description="Classify the same sentences with ErvModel and with the Hugging Face torch model "
         "(tokenizer + model in batches of the same size) at the same thread count; writes JSON.",
     )
@@ -38,6 +57,7 @@ def register(sub, groups) -> None:
         default="data/erv/test.jsonl",
         help="JSONL to take sentences from (built-in ones if it is missing)",
     )
+    add_backend_options(erv, device_default="cpu")
     erv.add_argument("--out", default="bench/results/erv.json", help="where to write the JSON result")
     erv.set_defaults(func=_bench_erv)
 
@@ -94,6 +114,7 @@ def register(sub, groups) -> None:
         help="sentence cache entries of the reward service under test (default 0 = off, so nothing is free; "
         "the service's own default is 100000)",
     )
+    add_backend_options(reward, device_default="auto")
     reward.add_argument(
         "--output",
         type=Path,
@@ -114,11 +135,15 @@ def _bench_erv(args) -> int:
         batch_size=args.batch_size,
         repeats=args.repeats,
         data=Path(args.data),
+        backend=args.backend,
+        device=args.device,
+        dtype=args.dtype,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("onnx_sentences_per_s", "torch_sentences_per_s", "speedup")}))
+    keys = ("backend", "device", "dtype", "erv_sentences_per_s", "torch_sentences_per_s", "speedup")
+    print(json.dumps({k: result[k] for k in keys}))
     print(f"wrote {out}")
     return 0
 

@@ -1,9 +1,11 @@
-"""`erv-grpo bench erv`: sentences/s of ErvModel (ONNX Runtime) vs the same weights in PyTorch eager.
+"""`erv-grpo bench erv`: sentences/s of ErvModel (ONNX Runtime or torch backend) vs the same weights in PyTorch eager.
 
 Runs in the bench CLI process. Both sides classify the same sentences at the same intra-op thread
 count and batch size. The torch side is what a Hugging Face user writes: tokenizer + model on
-batches in the given order. A third figure, torch on length-sorted batches, separates the gain of
-the batching from the gain of the runtime.
+batches in the given order (fp32, on the device ErvModel runs on). A third figure, torch on
+length-sorted batches, separates the gain of the batching from the gain of the runtime. With
+`--backend torch` (e.g. `--device cuda --dtype bfloat16`) the ErvModel side is the torch backend,
+and its probabilities are also compared with ONNX Runtime on CPU over the first 256 sentences.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def machine_info() -> dict:
     import onnxruntime
     import torch
 
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -63,6 +66,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "gpu": gpu,
     }
 
 
@@ -84,6 +88,9 @@ def run_bench(
     batch_size: int = 64,
     repeats: int = 3,
     data: Path = Path("data/erv/test.jsonl"),
+    backend: str = "onnx",
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict:
     """Time both runtimes on the same sentences; return the JSON-ready result."""
     import torch
@@ -102,15 +109,16 @@ def run_bench(
     if min(threads, n_sentences, batch_size, repeats) < 1:
         raise BenchError("--threads, --sentences, --batch-size and --repeats must be >= 1")
     try:
-        erv = ErvModel.load(model_dir, num_threads=threads, device="cpu", batch_size=batch_size)
+        erv = ErvModel.load(
+            model_dir, num_threads=threads, device=device, batch_size=batch_size, backend=backend, dtype=dtype
+        )
     except ErvModelError as exc:
         raise BenchError(str(exc)) from None
 
     torch.set_num_threads(threads)
+    on = getattr(erv.runner, "device", None) or torch.device("cpu")  # the reference runs where ErvModel does
     tokenizer = AutoTokenizer.from_pretrained(str(torch_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(torch_dir)
-    ).eval()  # default (sdpa) attention
+    model = AutoModelForSequenceClassification.from_pretrained(str(torch_dir)).eval().to(on)  # sdpa attention
     sentences = load_sentences(data, n_sentences)
 
     def torch_given_order(batch):
@@ -125,27 +133,41 @@ def run_bench(
     warm = sentences[: 2 * batch_size]
     for fn in (erv.predict_proba, torch_given_order, torch_sorted):
         fn(warm)
-    onnx_rate, onnx_probs = _best_rate(erv.predict_proba, sentences, repeats)
+    erv_rate, erv_probs = _best_rate(erv.predict_proba, sentences, repeats)
     torch_rate, torch_probs = _best_rate(torch_given_order, sentences, repeats)
     sorted_rate, _ = _best_rate(torch_sorted, sentences, repeats)
-    return {
+    tokens = [len(e.ids) for e in erv.tokenizer.encode_batch(sentences)]
+    result = {
         "benchmark": "erv",
         "model_dir": str(model_dir),
         "torch_dir": str(torch_dir),
         "model_version": erv.version,
+        "backend": backend,
+        "device": str(on),
+        "dtype": dtype,
         "sentences": len(sentences),
         "mean_chars": float(np.mean([len(s) for s in sentences])),
+        "mean_tokens": float(np.mean(tokens)),
         "threads": threads,
         "batch_size": batch_size,
         "repeats": repeats,
-        "onnx_sentences_per_s": round(onnx_rate, 1),
+        "erv_sentences_per_s": round(erv_rate, 1),
+        "erv_tokens_per_s": round(erv_rate * float(np.mean(tokens)), 1),
         "torch_sentences_per_s": round(torch_rate, 1),
         "torch_length_sorted_sentences_per_s": round(sorted_rate, 1),
-        "speedup": round(onnx_rate / torch_rate, 3),
-        "speedup_vs_torch_length_sorted": round(onnx_rate / sorted_rate, 3),
-        "max_abs_prob_diff": float(np.abs(onnx_probs - torch_probs).max()),
-        "onnx_providers": erv.providers,
+        "speedup": round(erv_rate / torch_rate, 3),
+        "speedup_vs_torch_length_sorted": round(erv_rate / sorted_rate, 3),
+        "max_abs_prob_diff": float(np.abs(erv_probs - torch_probs).max()),
+        "providers": erv.providers,
         "machine": machine_info(),
         "notes": "best of `repeats` passes each; torch = HF tokenizer + AutoModelForSequenceClassification "
-        "(default attention) in batches of the given order; ONNX = ErvModel (length-sorted batches).",
+        "(default attention, fp32) in batches of the given order on the same device; erv = ErvModel "
+        f"(backend {backend}, length-sorted batches).",
     }
+    if backend == "onnx":
+        result["onnx_sentences_per_s"] = result["erv_sentences_per_s"]
+    else:
+        check = sentences[:256]
+        onnx_cpu = ErvModel.load(model_dir, num_threads=threads, device="cpu").predict_proba(check)
+        result["max_abs_prob_diff_vs_onnx_cpu"] = float(np.abs(erv.predict_proba(check) - onnx_cpu).max())
+    return result

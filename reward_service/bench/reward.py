@@ -106,12 +106,24 @@ def _summary(latencies: list[float], seconds: float, completions: int, sentences
     }
 
 
-def bench_bare_model(model_dir: Path, groups, num_threads: int | None, warm) -> dict:
+def runtime_flags(args) -> list[str]:
+    """--backend/--device/--dtype of the ERV under test, for the server subprocesses (defaults: none)."""
+    flags = []
+    for name in ("backend", "device", "dtype"):
+        if getattr(args, name, None) is not None:
+            flags += [f"--{name}", str(getattr(args, name))]
+    return flags
+
+
+def bench_bare_model(model_dir: Path, groups, num_threads: int | None, warm, args=None) -> dict:
     """One predict_proba per group in this process, as the per-request server does per request."""
     from reward_service.bench.baseline import score_per_request
     from reward_service.erv.model import ErvModel
 
-    model = ErvModel.load(model_dir, num_threads=num_threads)
+    runtime = {
+        k: getattr(args, k) for k in ("backend", "device", "dtype") if getattr(args, k, None) is not None
+    }
+    model = ErvModel.load(model_dir, num_threads=num_threads, **runtime)
     for group in warm:  # same warm-up as the served modes get
         score_per_request(model, group)
     latencies, n_sent = [], 0
@@ -188,7 +200,7 @@ def _wait_ready(proc: subprocess.Popen, is_ready, what: str) -> None:
 
 
 @contextlib.contextmanager
-def _reward_service(model_dir: Path, num_threads: int | None, cache_size: int):
+def _reward_service(model_dir: Path, num_threads: int | None, cache_size: int, runtime: list[str] = ()):
     """Our reward service as a subprocess; yields (grpc_port, http_port) and stops it."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready"
@@ -197,7 +209,9 @@ def _reward_service(model_dir: Path, num_threads: int | None, cache_size: int):
                "--sentence-cache-size", str(cache_size), "--ready-file", str(ready)]  # fmt: skip
         if num_threads:
             cmd += ["--num-threads", str(num_threads)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd + list(runtime), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             _wait_ready(proc, lambda: ready.exists() and ready.read_text().strip(), "reward server")
             grpc_port, http_port = (int(p) for p in ready.read_text().split())
@@ -208,13 +222,14 @@ def _reward_service(model_dir: Path, num_threads: int | None, cache_size: int):
 
 
 @contextlib.contextmanager
-def _baseline_server(model_dir: Path, num_threads: int | None):
+def _baseline_server(model_dir: Path, num_threads: int | None, runtime: list[str] = ()):
     """The per-request baseline (bench/baseline.py) as a subprocess; yields its base URL and stops it."""
     import httpx
 
     port = _free_port()
     cmd = [sys.executable, "-m", "reward_service.bench.baseline", "--model-dir", str(model_dir),
            "--port", str(port)] + (["--num-threads", str(num_threads)] if num_threads else [])  # fmt: skip
+    cmd += list(runtime)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def ready() -> bool:
@@ -273,22 +288,22 @@ def _print(name: str, r: dict, latency_unit: str) -> None:
 def measure_modes(model_dir: Path, groups, warm, args) -> dict:
     """Every mode on `model_dir` (a fresh server each), and streaming's throughput over each other mode."""
     warm_posts = [[c for g in warm for c in g][: 4 * args.clients]]
-    threads, cache = args.num_threads, args.sentence_cache_size
-    with _reward_service(model_dir, threads, cache) as (grpc_port, http_port):
+    threads, cache, runtime = args.num_threads, args.sentence_cache_size, runtime_flags(args)
+    with _reward_service(model_dir, threads, cache, runtime) as (grpc_port, http_port):
         address = f"127.0.0.1:{grpc_port}"
         asyncio.run(_bench_stream(address, warm, args.clients))  # warm-up: connections, ORT arenas
         stream = _served(_bench_stream(address, groups, args.clients), http_port)
     _print("gRPC streaming:", stream, "per request")
-    with _reward_service(model_dir, threads, cache) as (grpc_port, http_port):
+    with _reward_service(model_dir, threads, cache, runtime) as (grpc_port, http_port):
         base = f"http://127.0.0.1:{http_port}"
         asyncio.run(_bench_post(base, warm_posts, args.clients))
         post = _served(_bench_post(base, groups, args.clients), http_port)
     _print("JSON POST per completion:", post, "per completion")
-    with _baseline_server(model_dir, threads) as base:
+    with _baseline_server(model_dir, threads, runtime) as base:
         asyncio.run(_bench_post(base, warm_posts, args.clients, route="/score"))
         baseline = asyncio.run(_bench_post(base, groups, args.clients, route="/score"))
     _print("per-request server, POST:", baseline, "per completion")
-    bare = bench_bare_model(model_dir, groups, threads, warm)  # servers gone: no CPU sharing
+    bare = bench_bare_model(model_dir, groups, threads, warm, args)  # servers gone: no CPU sharing
     _print("bare ErvModel:", bare, "per request")
     modes = {"grpc_stream": stream, "json_post_per_completion": post,
              "baseline_post_per_completion": baseline, "bare_model": bare}  # fmt: skip
@@ -348,6 +363,7 @@ def run_bench(args) -> int:
             "num_threads": args.num_threads,
             "sentence_cache_size": args.sentence_cache_size,
         },
+        "erv_runtime": {k: getattr(args, k, None) for k in ("backend", "device", "dtype")},
         **measured,
         "goals": {
             "stream_at_least_5x_baseline_post": measured["stream_vs_baseline_post_throughput"] >= 5,

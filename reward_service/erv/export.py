@@ -2,8 +2,10 @@
 
 Runs in the `erv-grpo erv export` / `models prepare` process. Writes model.onnx (sigmoid
 probabilities as output, dynamic batch and sequence axes), tokenizer.json (truncation and pad
-token baked in) and labels.json (columns, canonical label per column, tau, top_k, max_length and
-a content hash as version). Fails loudly when ONNX Runtime and torch disagree by more than 1e-4.
+token baked in), labels.json (columns, canonical label per column, tau, top_k, max_length and
+a content hash as version) and, for the torch backend (reward_service.erv.torch_backend), the
+classifier's config.json + model.safetensors. Fails loudly when ONNX Runtime and torch disagree by
+more than 1e-4, or the torch backend and ONNX Runtime by more than that.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def load_classifier(model_dir: str | Path):
 def torch_predict_proba(
     model, tokenizer, sentences: list[str], max_length: int, batch_size: int = 64
 ) -> np.ndarray:
-    """Sigmoid probabilities (S, L) the way a Hugging Face user computes them: tokenizer + model in batches."""
+    """Sigmoid probabilities (S, L) the way a Hugging Face user computes them: tokenizer + model in batches
+    (on the model's device)."""
     out = []
     for start in range(0, len(sentences), batch_size):
         batch = tokenizer(
@@ -108,9 +111,9 @@ def torch_predict_proba(
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
-        )
+        ).to(model.device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        out.append(torch.sigmoid(logits).float().numpy())  # (B, L)
+        out.append(torch.sigmoid(logits).float().cpu().numpy())  # (B, L)
     if not out:
         return np.zeros((0, int(model.config.num_labels)), dtype=np.float32)
     return np.concatenate(out)
@@ -186,6 +189,7 @@ def export_erv(
             dynamo=False,
         )
     os.replace(tmp, out / "model.onnx")
+    model.save_pretrained(str(out))  # config.json + model.safetensors: what backend "torch" loads
 
     meta = {
         "columns": columns,
@@ -206,16 +210,20 @@ def export_erv(
 
 
 def verify_export(folder: Path, model, tokenizer, sentences: list[str], atol: float = ATOL) -> float:
-    """Max |ONNX - torch| over `sentences`; raises ExportError above atol (naming the numbers)."""
+    """Max |ONNX - torch| over `sentences` (HF reference and torch backend); raises ExportError above atol."""
     from reward_service.erv.model import ErvModel
 
     erv = ErvModel.load(folder, device="cpu", batch_size=4)  # small batches: sorting and padding both run
     onnx_probs = erv.predict_proba(sentences)  # (S, L)
     ref = torch_predict_proba(model.eval(), tokenizer, sentences, erv.max_length)  # (S, L)
-    diff = float(np.abs(onnx_probs - ref).max()) if len(sentences) else 0.0
-    if not diff <= atol:  # also catches NaN
-        raise ExportError(
-            f"ONNX export of {folder} disagrees with torch: max abs diff {diff:.3g} > {atol:g} "
-            f"on {len(sentences)} check sentences"
-        )
-    return diff
+    backend = ErvModel.load(folder, device="cpu", batch_size=4, backend="torch").predict_proba(sentences)
+    worst = 0.0
+    for what, other in (("torch", ref), ("the torch backend", backend)):
+        diff = float(np.abs(onnx_probs - other).max()) if len(sentences) else 0.0
+        if not diff <= atol:  # also catches NaN
+            raise ExportError(
+                f"ONNX export of {folder} disagrees with {what}: max abs diff {diff:.3g} > {atol:g} "
+                f"on {len(sentences)} check sentences"
+            )
+        worst = max(worst, diff)
+    return worst

@@ -1,8 +1,12 @@
-"""ErvModel: the Emotional Rationale Verifier run with ONNX Runtime (an adapter module).
+"""ErvModel: the Emotional Rationale Verifier, tokenised and batched here, run by a backend.
 
 Runs in the reward-service process (and in `erv-grpo erv export` to verify an export). Loads a
-model folder written by `reward_service.erv.export` (model.onnx, tokenizer.json, labels.json), tokenises with
-the `tokenizers` library and returns sigmoid probabilities per output column.
+model folder written by `reward_service.erv.export` (model.onnx, tokenizer.json, labels.json, and
+config.json + model.safetensors for torch), tokenises with the `tokenizers` library, pads
+length-sorted batches and returns sigmoid probabilities per output column. The forward pass is
+the backend's: ONNX Runtime (reward_service.erv.onnx_backend, CPU or CUDA execution provider) or
+PyTorch (reward_service.erv.torch_backend, CUDA or CPU, fp32/bf16/fp16); each is imported only
+when chosen, so this module imports neither onnxruntime nor torch.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from reward_service.errors import RewardServiceError
@@ -21,6 +25,8 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
 DEFAULT_BATCH_SIZE = 64
+BACKENDS = ("onnx", "torch")
+DTYPES = ("float32", "bfloat16", "float16")
 # Pad token names tried, in order, when tokenizer.json carries no padding settings.
 _PAD_TOKENS = ("[PAD]", "<pad>")
 
@@ -59,39 +65,25 @@ class ErvMeta:
         return meta
 
 
-def pick_providers(device: str) -> list[str]:
-    """ONNX Runtime providers for device "auto" (CUDA when this build has it), "cpu" or "cuda"."""
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise ErvModelError(f"device 'cuda' asked for but ONNX Runtime only has {available}")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "auto":
-        if "CUDAExecutionProvider" in available:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-    raise ErvModelError(f"device must be auto, cpu or cuda, got {device!r}")
+class Runner(Protocol):
+    """One backend's forward pass over a padded batch (onnx_backend.OnnxRunner, torch_backend.TorchRunner)."""
+
+    input_names: set[str] | frozenset[str]  # of input_ids, attention_mask, token_type_ids
+    num_outputs: int | None  # output columns, None when the backend cannot tell before a run
+    providers: list[str]
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray: ...  # {name: (B, T) int64} -> (B, L)
 
 
 class ErvModel:
     """Multi-label sentence classifier: `predict_proba(sentences) -> (S, L)` sigmoid probabilities."""
 
-    def __init__(
-        self, session: ort.InferenceSession, tokenizer: Tokenizer, meta: ErvMeta, batch_size: int, pad_id: int
-    ):
-        self.session = session
+    def __init__(self, runner: Runner, tokenizer: Tokenizer, meta: ErvMeta, batch_size: int, pad_id: int):
+        self.runner = runner
         self.tokenizer = tokenizer  # truncating, not padding: predict_proba pads per batch
         self.meta = meta
         self.batch_size = batch_size
-        self._input_names = {i.name for i in session.get_inputs()}
-        unknown = self._input_names - {"input_ids", "attention_mask", "token_type_ids"}
-        if unknown or "input_ids" not in self._input_names:
-            raise ErvModelError(
-                f"ONNX graph inputs {sorted(self._input_names)}: need input_ids and at most "
-                "attention_mask and token_type_ids besides"
-            )
+        self._input_names = set(runner.input_names)
         self._pad_id = pad_id
 
     @classmethod
@@ -100,16 +92,33 @@ class ErvModel:
         folder: str | Path,
         num_threads: int | None = None,
         device: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
+        backend: str = "onnx",
+        dtype: str = "float32",
     ) -> ErvModel:
-        """Open a model folder. num_threads: ONNX Runtime intra-op threads (None = ORT's default)."""
+        """Open a model folder with `backend` ("onnx" or "torch") on `device` ("auto", "cpu", "cuda").
+
+        num_threads: intra-op threads (None = the runtime's default). batch_size: sentences per
+        forward pass (None = 64, or 1024 for torch on CUDA). dtype: the torch backend's compute
+        precision ("float32", "bfloat16", "float16" under autocast); ONNX Runtime runs the graph as
+        exported (float32) and accepts only "float32".
+        """
         folder = Path(folder)
-        for name in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE):
+        if backend not in BACKENDS:
+            raise ErvModelError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if dtype not in DTYPES:
+            raise ErvModelError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if backend == "onnx" and dtype != "float32":
+            raise ErvModelError(f"dtype {dtype!r} needs backend 'torch'; the ONNX graph is float32")
+        needed = (
+            (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE) if backend == "onnx" else (TOKENIZER_FILE, LABELS_FILE)
+        )
+        for name in needed:
             if not (folder / name).is_file():
                 raise ErvModelError(
                     f"ERV model folder {folder} has no {name} (write one with `erv-grpo erv export`)"
                 )
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ErvModelError(f"batch_size must be >= 1, got {batch_size}")
         meta = ErvMeta.read(folder / LABELS_FILE)
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
@@ -117,18 +126,26 @@ class ErvModel:
         # We pad per length-sorted batch ourselves; truncation follows labels.json.
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=meta.max_length)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1  # one request graph at a time; parallelism is intra-op
-        if num_threads:
-            options.intra_op_num_threads = int(num_threads)
-        session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=pick_providers(device))
-        n_out = session.get_outputs()[0].shape[-1]
-        if isinstance(n_out, int) and n_out != len(meta.labels):
+        if backend == "onnx":
+            from reward_service.erv.onnx_backend import OnnxRunner
+
+            runner: Runner = OnnxRunner.open(folder / MODEL_FILE, num_threads=num_threads, device=device)
+            default_batch = DEFAULT_BATCH_SIZE
+        else:
+            try:
+                from reward_service.erv.torch_backend import CUDA_BATCH_SIZE, TorchRunner
+            except ImportError as exc:  # e.g. the reward image, which ships ONNX Runtime only
+                raise ErvModelError(
+                    f"backend 'torch' needs torch and transformers installed ({exc})"
+                ) from exc
+
+            runner = TorchRunner.open(folder, num_threads=num_threads, device=device, dtype=dtype)
+            default_batch = CUDA_BATCH_SIZE if runner.device.type == "cuda" else DEFAULT_BATCH_SIZE
+        if runner.num_outputs is not None and runner.num_outputs != len(meta.labels):
             raise ErvModelError(
-                f"{folder}: model has {n_out} outputs but labels.json lists {len(meta.labels)}"
+                f"{folder}: model has {runner.num_outputs} outputs but labels.json lists {len(meta.labels)}"
             )
-        return cls(session, tokenizer, meta, batch_size, pad_id)
+        return cls(runner, tokenizer, meta, batch_size or default_batch, pad_id)
 
     @property
     def labels(self) -> list[str]:
@@ -156,7 +173,8 @@ class ErvModel:
 
     @property
     def providers(self) -> list[str]:
-        return self.session.get_providers()
+        """ONNX Runtime's execution providers, or ["torch:DEVICE:DTYPE"] for the torch backend."""
+        return self.runner.providers
 
     def predict_proba(self, sentences: list[str]) -> np.ndarray:
         """(S, L) float32 sigmoid probabilities, row i for sentences[i]; S = 0 gives shape (0, L)."""
@@ -184,7 +202,7 @@ class ErvModel:
                 feed["attention_mask"] = attention_mask
             if "token_type_ids" in self._input_names:
                 feed["token_type_ids"] = np.zeros_like(input_ids)
-            probs[idx] = self.session.run(None, feed)[0]  # (B, L)
+            probs[idx] = self.runner.run(feed)  # (B, L)
         return probs
 
 

@@ -8,6 +8,7 @@ which reads the YAML file named by --config (through common.config_loading). Tra
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -99,8 +100,18 @@ class RewardServiceConfig(BaseModel):
     http_docs: bool = Field(
         False, description="serve /docs and /openapi.json (behind the bearer token when one is set)"
     )
-    num_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = all cores")
-    device: str = Field("auto", description="ONNX Runtime device: auto, cpu or cuda")
+    num_threads: int | None = Field(
+        None, ge=1, description="intra-op threads of the ERV runtime on CPU; None = all cores"
+    )
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="what runs the ERV: onnx = ONNX Runtime on model.onnx; torch = PyTorch on the folder's "
+        "config.json + model.safetensors (for CUDA machines without onnxruntime-gpu)",
+    )
+    device: str = Field("auto", description="ERV device: auto (CUDA when the backend has it), cpu or cuda")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="compute precision of the torch backend (autocast); onnx runs float32 only"
+    )
     retry_after_ms: int = Field(
         200, ge=0, description="smallest retry hint sent with RESOURCE_EXHAUSTED (it grows with the queue)"
     )

@@ -106,11 +106,16 @@ class RewardService:
 
     @classmethod
     def from_config(cls, config: RewardServiceConfig) -> RewardService:
-        from reward_service.erv.model import ErvModel  # onnxruntime is imported only where a model is served
+        from reward_service.erv.model import ErvModel  # the ERV runtime loads only where a model is served
 
-        return cls(
-            config, ErvModel.load(config.model_dir, num_threads=config.num_threads, device=config.device)
+        model = ErvModel.load(
+            config.model_dir,
+            num_threads=config.num_threads,
+            device=config.device,
+            backend=config.backend,
+            dtype=config.dtype,
         )
+        return cls(config, model)
 
     async def start(self) -> None:
         """Bind and serve; health turns SERVING only after a real forward pass succeeded."""

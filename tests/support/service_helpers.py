@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import socket
@@ -10,8 +11,9 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from reward_service.client import Completion
+from reward_service.client import Completion, RewardClient
 from reward_service.server.config import RewardServiceConfig
 from reward_service.server.service import RewardService
 from tests.support.tiny_erv import WORDS
@@ -47,6 +49,47 @@ async def running_service(classifier, **overrides):
         yield service
     finally:
         await service.stop(1.0)
+
+
+def stream_from_config(config: RewardServiceConfig, groups: list[list[Completion]]) -> tuple[list[str], list]:
+    """Start RewardService.from_config(config) (the path `reward serve` takes), score `groups` on one
+    ScoreStream over loopback, stop it; returns (the model's providers, each group's {id: score})."""
+    service = RewardService.from_config(config)
+
+    async def main():
+        await service.start()
+        try:
+            async with RewardClient(f"127.0.0.1:{service.grpc_port}") as client, client.stream() as stream:
+                return await asyncio.gather(
+                    *(stream.score(g, request_id=f"r{k}") for k, g in enumerate(groups))
+                )
+        finally:
+            await service.stop(1.0)
+
+    return service.classifier.providers, asyncio.run(main())
+
+
+def assert_scores_equal(model, groups: list[list[Completion]], results: list) -> None:
+    """Every completion scored once, each exactly as the reward math scores it with `model`."""
+    from reward_service.core import reward
+
+    for group, scores in zip(groups, results, strict=True):
+        assert set(scores) == {c.id for c in group}
+        for c in group:
+            want = reward.score_completion(
+                c.text,
+                c.ground_truth,
+                lambda s: (model.predict_proba(s), model.labels),
+                model.tau,
+                model.top_k,
+            )
+            got = scores[c.id]
+            assert (got.explanation, got.format, got.answer, got.total) == pytest.approx(
+                (want.explanation, want.format, want.answer, want.total), abs=1e-9
+            ), c.id
+            assert (got.num_sentences, got.num_neutral, got.num_matching) == (
+                want.num_sentences, want.num_neutral, want.num_matching,
+            )  # fmt: skip
 
 
 def sentence(rng: random.Random) -> str:

@@ -3,7 +3,9 @@
 `build_tiny_hf(path, head)` writes a Hugging Face folder (random BERT for the canonical head,
 random RoBERTa with 28 GoEmotions outputs for the goemotions head, hidden 32, 2 layers) with a
 WordPiece tokenizer over a fixed vocabulary. `build_tiny_erv(path, head)` also exports it:
-the ERV model folder is `path`, the torch source `path / "hf"`.
+the ERV model folder is `path`, the torch source `path / "hf"`. `build_goemotions_roberta(path, ...)`
+writes a random 28-output RoBERTa of any size with the default (realistic) initialisation, up to
+RoBERTa-base shape (scripts/build_random_erv.py builds the device check's model with it).
 """
 
 from __future__ import annotations
@@ -113,6 +115,55 @@ def build_tiny_hf(path: str | Path, head: str = "canonical", seed: int = 0) -> P
     return path
 
 
+def build_goemotions_roberta(
+    path: str | Path,
+    hidden: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    ffn: int = 512,
+    tokenizer_dir: str | Path | None = None,
+    max_positions: int = 514,
+    seed: int = 0,
+) -> Path:
+    """A random RobertaForSequenceClassification with the 28 GoEmotions outputs, default init (0.02).
+
+    tokenizer_dir: a Hugging Face tokenizer folder to use (e.g. the embedded MiniLM's); None = the
+    tiny WordPiece tokenizer of this module. Returns `path` (an HF folder with tokenizer files).
+    """
+    import torch
+    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+    from reward_service.core.labels import GOEMOTIONS_LABELS
+
+    path = Path(path)
+    if tokenizer_dir is None:
+        tokenizer = build_tokenizer("goemotions")
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    pad_id = int(tokenizer.pad_token_id)
+    names = list(GOEMOTIONS_LABELS)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=max_positions,  # RoBERTa's positions start after padding_idx
+        type_vocab_size=1,
+        pad_token_id=pad_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        problem_type="multi_label_classification",
+    )
+    torch.manual_seed(seed)
+    RobertaForSequenceClassification(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
 def build_tiny_erv(path: str | Path, head: str = "canonical", max_length: int = 128) -> Path:
     """Exported tiny ERV folder at `path` (model.onnx, tokenizer.json, labels.json); torch source in path/hf."""
     from reward_service.erv.export import export_erv
@@ -120,4 +171,14 @@ def build_tiny_erv(path: str | Path, head: str = "canonical", max_length: int = 
     path = Path(path)
     build_tiny_hf(path / "hf", head=head)
     export_erv(path / "hf", path, head=head, max_length=max_length)
+    return path
+
+
+def build_goemotions_roberta_erv(path: str | Path, **sizes) -> Path:
+    """build_goemotions_roberta(path / "hf", **sizes) exported to the ERV folder `path` (goemotions head)."""
+    from reward_service.erv.export import export_erv
+
+    path = Path(path)
+    build_goemotions_roberta(path / "hf", **sizes)
+    export_erv(path / "hf", path, head="goemotions")
     return path

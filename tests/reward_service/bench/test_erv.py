@@ -31,3 +31,21 @@ def test_bench_erv_writes_json(tiny_erv_dir, tmp_path, capsys):
 def test_bench_erv_without_torch_weights(tmp_path):
     with pytest.raises(SystemExit, match="erv-grpo: error: --torch-dir .*no Hugging Face model"):
         main(["bench", "erv", "--model-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.json")])
+
+
+def test_bench_erv_torch_backend(tiny_erv_dir, tmp_path):
+    out = tmp_path / "erv-torch.json"
+    rc = main(
+        ["bench", "erv", "--model-dir", str(tiny_erv_dir), "--threads", "1", "--sentences", "16"]
+        + ["--batch-size", "8", "--repeats", "1", "--data", str(tmp_path / "absent.jsonl"), "--out", str(out)]
+        + ["--backend", "torch", "--device", "cpu"]
+    )
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert (result["backend"], result["device"], result["providers"]) == (
+        "torch",
+        "cpu",
+        ["torch:cpu:float32"],
+    )
+    assert result["erv_sentences_per_s"] > 0 and result["mean_tokens"] > 2
+    assert result["max_abs_prob_diff"] <= 1e-4 and result["max_abs_prob_diff_vs_onnx_cpu"] <= 1e-5

@@ -85,7 +85,7 @@ def test_graph_without_attention_mask_is_fed_only_what_it_declares(tiny_erv_dir,
 
     folder = build_zero_layer_erv(tiny_erv_dir / "hf", tmp_path / "zero")
     model = ErvModel.load(folder, num_threads=1)
-    assert "attention_mask" not in {i.name for i in model.session.get_inputs()}
+    assert "attention_mask" not in {i.name for i in model.runner.session.get_inputs()}
     probs = model.predict_proba(["He smiles.", "She is sad and tired today."])
     assert probs.shape == (2, len(model.labels)) and np.all((probs > 0) & (probs < 1))
 
