@@ -59,7 +59,9 @@ def test_render_images_namespace_and_patch(tmp_path):
 def test_overlays_render(overlay, rendered):
     objs = index(rendered[overlay])
     assert len(objs) == len(rendered[overlay])  # (kind, name) unique
-    assert all(o["metadata"].get("namespace") == "erv-grpo" for o in rendered[overlay] if o["kind"] != "Namespace")
+    assert all(
+        o["metadata"].get("namespace") == "erv-grpo" for o in rendered[overlay] if o["kind"] != "Namespace"
+    )
 
 
 # --- validation ------------------------------------------------------------------------
