@@ -120,6 +120,11 @@ def register(sub, groups) -> None:
         help="JSONL to take sentences from (built-in ones if it is missing)",
     )
     bench.add_argument("--out", default="bench/results/erv.json", help="where to write the JSON result")
+    bench.add_argument(
+        "--quality-out",
+        default="bench/results/erv_quality.json",
+        help="copy MODEL_DIR/eval.json (held-out quality, written by `models prepare`) here",
+    )
     bench.set_defaults(func=_bench)
 
 
@@ -189,4 +194,8 @@ def _bench(args) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("onnx_sentences_per_s", "torch_sentences_per_s", "speedup")}))
     print(f"wrote {out}")
+    quality = Path(args.model_dir) / "eval.json"
+    if args.quality_out and quality.is_file():
+        Path(args.quality_out).write_text(quality.read_text())
+        print(f"wrote {args.quality_out}")
     return 0
