@@ -57,8 +57,9 @@ KNOWN_NOISE = tuple(
         r"^CPU backend doesn't allow to use `torch\.set_num_threads`",
         r"^Passing raw prompts to InputProcessor is deprecated",
         # vLLM's in-place reload names modules it skipped: the rotary embedding has no weights, a tied
-        # LM head is the embedding. Whether the weights arrived is checked by comparing logprobs
-        # (tests/rollout), not by this line (ENVIRONMENT.md: "do not trust a log line").
+        # LM head is the embedding. Whether the engine holds the learner's weights is checked by
+        # comparing logprobs after every sync (the sync guard of issue 10, which warns on the terminal
+        # itself), not by this line (ENVIRONMENT.md: "do not trust a log line").
         r"^\w+: Failed to load weights$",
     )
 )
@@ -128,8 +129,12 @@ def route_logs(log_file: str | Path, verbose: bool = False, console_stream=None)
     _routed.update(file=log_file, verbose=verbose)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
-    # Libraries that bring their own handlers: let their records reach the root logger instead.
-    logging.getLogger("ray").propagate = True
+    # Libraries that bring their own handlers: let their records reach the root logger instead (Ray
+    # adds its handler at import; when that comes later, init_ray's configure_logging=False drops it;
+    # vLLM configures its logger only when VLLM_CONFIGURE_LOGGING is on, i.e. before this ran).
+    for name in ("ray", "vllm"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     if "transformers" in sys.modules or _importable("transformers"):
         from transformers.utils import logging as hf_logging
 
