@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv sysdeps models demo test lint proto bench clean device-check device-check-prepare device-check-dry
+.PHONY: venv sysdeps models demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
 # then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines").
@@ -41,10 +41,12 @@ lint: venv
 proto: venv
 	$(VENV)/bin/erv-grpo proto generate
 
-test: venv sysdeps
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
+test: lint sysdeps
 	$(VENV)/bin/python -m pytest -q tests
+
+# The tests not marked slow (no vLLM engine, Ray cluster or model training): a quick check while working.
+test-fast: lint sysdeps
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
 # The GPU check (README, "The GPU check"): --prepare here, then the script on the H200 machine.
 device-check-prepare: venv

@@ -10,20 +10,26 @@ import os
 from pathlib import Path
 
 from orchestrator.config import TrainConfig
+from orchestrator.logs import ray_runtime_env, route_logs
 from orchestrator.reward_process import RewardProcess
 
 
-def init_ray(config: TrainConfig) -> None:
+def init_ray(config: TrainConfig, log_dir: Path) -> None:
+    """Join or start Ray; every worker process routes its logs to log_dir (orchestrator/logs.py)."""
     import ray
 
     if ray.is_initialized():
         return
     # local clusters: no token auth (docs/DESIGN.md, "CPU-only machines")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's driver logger goes through the root logger (driver.log; warnings on the terminal), and the
+    # workers' output Ray echoes to the driver is what their setup hook lets through.
+    common = dict(log_to_driver=True, configure_logging=False,
+                  runtime_env=ray_runtime_env(log_dir, config.run.verbose))  # fmt: skip
     if config.ray.address:
-        ray.init(address=config.ray.address, log_to_driver=True)
+        ray.init(address=config.ray.address, **common)
     else:
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, **common)
 
 
 class Cluster:
@@ -33,9 +39,10 @@ class Cluster:
         from rollout.actor import start_rollout_workers
 
         self.config = config
-        init_ray(config)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.reward = RewardProcess(config.reward, work_dir)
+        self.log_dir = work_dir / "logs"
+        route_logs(self.log_dir / "driver.log", config.run.verbose)
+        init_ray(config, self.log_dir)
+        self.reward = RewardProcess(config.reward, work_dir, verbose=config.run.verbose)
         self.reward_address = self.reward.start()
         self._start_workers = start_rollout_workers
         self.workers: list = []

@@ -13,6 +13,21 @@ from common.errors import ConfigError
 from orchestrator.errors import OrchestratorError
 
 DEFAULT_CACHE = Path(".cache/models")
+EVAL_LOGS = Path(".cache/logs")  # eval without --output
+
+
+def _add_verbose(parser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' logs (vLLM, Ray, transformers, reward service) on the terminal; "
+        "they always go to the run folder's logs/",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The command's dotted overrides, with --verbose as run.verbose=true."""
+    return list(args.overrides) + (["run.verbose=true"] if args.verbose else [])
 
 
 def register(sub, groups) -> None:
@@ -43,6 +58,7 @@ def register(sub, groups) -> None:
     demo.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of configs/demo.yaml"
     )
+    _add_verbose(demo)
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser(
@@ -64,6 +80,7 @@ def register(sub, groups) -> None:
         metavar="RUN_DIR",
         help="continue this run folder from its last checkpoint",
     )
+    _add_verbose(train)
     train.set_defaults(func=_train)
 
     ev = sub.add_parser(
@@ -86,6 +103,7 @@ def register(sub, groups) -> None:
     ev.add_argument(
         "--output", type=Path, default=None, help="folder for eval_<name>.json and eval.md (default: none)"
     )
+    _add_verbose(ev)
     ev.set_defaults(func=_eval)
 
     bench = groups["bench"].add_parser(
@@ -163,13 +181,13 @@ def _models_prepare(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
 
-    return run_demo(args.cache_dir, args.overrides)
+    return run_demo(args.cache_dir, _overrides(args))
 
 
 def _train(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
 
-    config = load_config(args.config, args.overrides)  # fails here, named, before anything starts
+    config = load_config(args.config, _overrides(args))  # fails here, named, before anything starts
     if args.resume is not None and not args.resume.is_dir():
         raise OrchestratorError(f"--resume {args.resume} is not a run folder")
     from orchestrator.loop import train
@@ -194,13 +212,20 @@ def _parse_models(specs: list[str] | None, default: str) -> dict[str, str]:
 def _eval(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, _overrides(args))
     models = _parse_models(args.model, config.learner.model)
     erv_dir = args.erv_dir or config.reward.model_dir
     if config.eval.judge == "erv" and (erv_dir is None or not Path(erv_dir).is_dir()):
         raise OrchestratorError(f"ERV judge folder {erv_dir} does not exist (--erv-dir or reward.model_dir)")
     if config.eval.judge == "llm" and not config.eval.judge_url:
         raise ConfigError("eval.judge=llm needs eval.judge_url")
+
+    from orchestrator.logs import quiet_streams, route_logs
+
+    log_file = route_logs(
+        (args.output / "logs" if args.output else EVAL_LOGS) / "eval.log", config.run.verbose
+    )
+    print(f"library logs: {log_file}", file=sys.stderr)
 
     from orchestrator.data import load_prompts
     from orchestrator.evaluate import erv_judge, evaluate_policy, format_table, llm_judge
@@ -216,14 +241,15 @@ def _eval(args: argparse.Namespace) -> int:
     engine = None
     results = {}
     for version, (name, path) in enumerate(models.items()):
-        if engine is None:
-            engine = VllmEngine(path, dtype=rollout.dtype, max_model_len=rollout.max_model_len,
-                                enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
-        else:  # same architecture: swap the weights in place instead of starting another engine
-            engine.load_weights(version, [_read_weights(path)])
-        metrics = evaluate_policy(
-            engine.generate, records, judge, config.eval, name, args.output, config.run.seed
-        )
+        with quiet_streams():  # vLLM's start-up output goes to the log file
+            if engine is None:
+                engine = VllmEngine(path, dtype=rollout.dtype, max_model_len=rollout.max_model_len,
+                                    enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
+            else:  # same architecture: swap the weights in place instead of starting another engine
+                engine.load_weights(version, [_read_weights(path)])
+            metrics = evaluate_policy(
+                engine.generate, records, judge, config.eval, name, args.output, config.run.seed
+            )
         results[name] = metrics
         print(f"{name}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()), file=sys.stderr)
     table = format_table(results)

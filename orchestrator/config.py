@@ -34,6 +34,11 @@ class RunConfig(_Strict):
         256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
     )
     progress: bool = Field(True, description="show a progress bar on stderr")
+    verbose: bool = Field(
+        False,
+        description="also show the libraries' logs (vLLM, Ray, transformers, reward service) on the terminal; "
+        "they always go to RUN_DIR/logs/",
+    )
 
 
 class DataConfig(_Strict):

@@ -20,17 +20,18 @@ def run_demo(cache_dir: Path, overrides: list[str] | None = None) -> int:
     from orchestrator.cluster import Cluster
     from orchestrator.config import load_config
     from orchestrator.data import load_prompts
+    from orchestrator.errors import OrchestratorError
     from orchestrator.evaluate import erv_judge, evaluate_policy, format_table
+    from orchestrator.logs import route_logs
     from orchestrator.loop import train
     from orchestrator.plots import plot_rewards
     from orchestrator.tracking import read_metrics
-    from policy.sft import prepare_sft_policy
+    from policy.sft import SFT_FOLDER, prepare_sft_policy
+    from reward_service.erv.embedded import FOLDER as ERV_FOLDER
     from reward_service.erv.embedded import prepare_erv
 
     t0 = time.perf_counter()
-    print("[demo 1/5] embedded models (built once, then cached)", flush=True)
-    erv_dir = prepare_erv(cache_dir)
-    policy_dir = prepare_sft_policy(cache_dir)
+    erv_dir, policy_dir = Path(cache_dir) / ERV_FOLDER, Path(cache_dir) / SFT_FOLDER
     stamp = time.strftime("%Y%m%d-%H%M%S")
     config = load_config(
         DEMO_CONFIG,
@@ -42,6 +43,14 @@ def run_demo(cache_dir: Path, overrides: list[str] | None = None) -> int:
         ],
     )
     run_dir = config.run_dir()
+    route_logs(run_dir / "logs" / "driver.log", config.run.verbose)  # from the first phase on
+    print(
+        f"[demo 1/5] embedded models (built once, then cached); library logs in {run_dir / 'logs'}",
+        flush=True,
+    )
+    built = (prepare_erv(cache_dir), prepare_sft_policy(cache_dir))
+    if built != (erv_dir, policy_dir):
+        raise OrchestratorError(f"embedded models built at {built}, expected {(erv_dir, policy_dir)}")
     print(
         f"[demo 2/5] starting Ray, the reward service and {config.rollout.num_workers} vLLM rollout worker(s)",
         flush=True,

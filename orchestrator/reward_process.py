@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,9 +40,11 @@ def health_serving(address: str, timeout_s: float = 2.0, tls_ca: str | None = No
 class RewardProcess:
     """Either a managed `erv-grpo reward serve` subprocess (address None) or an external address."""
 
-    def __init__(self, config: RewardConfig, run_dir: Path):
+    def __init__(self, config: RewardConfig, run_dir: Path, verbose: bool = False):
         self.config = config
         self.run_dir = Path(run_dir)
+        self.log_file = self.run_dir / "logs" / "reward_service.log"
+        self.verbose = verbose  # also copy the subprocess's output to our stderr
         self.proc: subprocess.Popen | None = None
         self.grpc_port, self.http_port = config.grpc_port, config.http_port
         self.address = config.address
@@ -70,15 +73,21 @@ class RewardProcess:
             cmd += ["--num-threads", str(cfg.num_threads)]
         if cfg.token_file:
             cmd += ["--token-file", cfg.token_file]
-        log = open(self.run_dir / "reward_service.log", "ab")  # noqa: SIM115 (owned by the process)
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")  # noqa: SIM115 (owned by the process or the copying thread)
+        if self.verbose:
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            threading.Thread(target=_tee, args=(self.proc.stdout, log), daemon=True).start()
+        else:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
         end = time.monotonic() + cfg.startup_timeout_s
         while not (ready.is_file() and ready.read_text().strip()):
             if self.proc.poll() is not None:
                 raise RewardProcessError(
-                    f"reward service exited with code {self.proc.returncode} at start; "
-                    f"see {self.run_dir / 'reward_service.log'}"
+                    f"reward service exited with code {self.proc.returncode} at start; see {self.log_file}"
                 )
             if time.monotonic() > end:
                 self.stop()
@@ -119,3 +128,12 @@ class RewardProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+def _tee(pipe, log) -> None:
+    """Copy the subprocess's output to its log file and to our stderr (verbose runs), until it exits."""
+    with pipe, log:
+        for line in iter(pipe.readline, b""):
+            log.write(line)
+            log.flush()
+            sys.stderr.write(line.decode(errors="replace"))

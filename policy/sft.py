@@ -85,15 +85,26 @@ def encode(tokenizer, row: dict, max_length: int) -> tuple[list[int], list[int]]
     return prompt, target
 
 
-def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> float:
-    """Linear warm-up to 1 over ceil(warmup_ratio * total) steps, then cosine to 0 (or constant)."""
+def lr_scheduler(optimizer, total: int, warmup_ratio: float, schedule: str):
+    """The transformers scheduler of the SFT recipe: update s (0-based) of `total` runs at lr factor
+    (s + 1) / W during the W = ceil(warmup_ratio * total) warm-up updates, then cosine from 1 to 0
+    over the remaining total - W updates (or stays at 1: `constant`).
+
+    The transformers warm-ups start at factor 0 (a wasted first update); the recipe's first update
+    already learns, so the scheduler starts one step ahead (last_epoch=0), and the cosine is the
+    decay phase of a warmup-stable-decay schedule with a single stable step (the W-th update at 1).
+    Call `.step()` after every `optimizer.step()`.
+    """
+    from transformers import get_constant_schedule_with_warmup, get_wsd_schedule
+
     warmup = math.ceil(warmup_ratio * total)
-    if step < warmup:
-        return (step + 1) / warmup
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
     if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * progress))
+        return get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup, last_epoch=0)
+    return get_wsd_schedule(
+        optimizer, num_warmup_steps=warmup, num_stable_steps=1, num_decay_steps=total - warmup, last_epoch=0
+    )
 
 
 def freeze_below(model, trainable_layers: int | None) -> None:
@@ -161,6 +172,7 @@ def run_sft(config: SFTConfig, log=print) -> dict:
     examples = [encode(tokenizer, r, config.max_length) for r in read_examples(config.train_file)]
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    scheduler = lr_scheduler(optimizer, total_steps, config.warmup_ratio, config.schedule)
     order: list[int] = []
     autocast = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
@@ -174,8 +186,6 @@ def run_sft(config: SFTConfig, log=print) -> dict:
             random.shuffle(epoch_order)
             order += epoch_order
         rows, order = [examples[i] for i in order[: config.batch_size]], order[config.batch_size :]
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup_ratio, config.schedule)
         optimizer.zero_grad(set_to_none=True)
         step_tokens = sum(len(t) for _, t in rows)  # token-mean over the whole step's targets
         step_loss = 0.0
@@ -193,6 +203,7 @@ def run_sft(config: SFTConfig, log=print) -> dict:
         log(
             f"sft step {step + 1}/{total_steps} loss {step_loss:.4f} lr {optimizer.param_groups[0]['lr']:.2e}"
         )
+        scheduler.step()
     train_seconds = time.perf_counter() - start
 
     out = Path(config.output_dir)

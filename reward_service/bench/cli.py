@@ -59,6 +59,11 @@ def register(sub, groups) -> None:
     )
     add_backend_options(erv, device_default="cpu")
     erv.add_argument("--out", default="bench/results/erv.json", help="where to write the JSON result")
+    erv.add_argument(
+        "--quality-out",
+        default="bench/results/erv_quality.json",
+        help="copy MODEL_DIR/eval.json (held-out quality, written by `models prepare`) here",
+    )
     erv.set_defaults(func=_bench_erv)
 
     reward = groups["bench"].add_parser(
@@ -145,6 +150,10 @@ def _bench_erv(args) -> int:
     keys = ("backend", "device", "dtype", "erv_sentences_per_s", "torch_sentences_per_s", "speedup")
     print(json.dumps({k: result[k] for k in keys}))
     print(f"wrote {out}")
+    quality = Path(args.model_dir) / "eval.json"
+    if args.quality_out and quality.is_file():
+        Path(args.quality_out).write_text(quality.read_text())
+        print(f"wrote {args.quality_out}")
     return 0
 
 

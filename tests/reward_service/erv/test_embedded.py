@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,27 @@ def test_fingerprint_follows_data_and_settings(tmp_path):
 def test_missing_corpus_is_a_clear_error(tmp_path):
     with pytest.raises(embedded.EmbeddedErvError, match="train.jsonl: missing"):
         embedded.prepare_erv(tmp_path / "cache", data_dir=tmp_path)
+
+
+def test_prepare_writes_nothing_outside_the_cache(tmp_path, monkeypatch):
+    # `models prepare`, the demo and `bench rollout` call prepare_erv(cache_dir): the held-out result
+    # stays next to the model; the committed bench/results/ changes only when a bench runs on purpose.
+    from reward_service import erv_export, erv_train
+
+    def fake_export(hf_dir, out, **kwargs):
+        Path(out).mkdir(parents=True)
+        return {"version": "v1"}
+
+    monkeypatch.setattr(embedded, "minilm_folder", lambda: tmp_path / "base")
+    monkeypatch.setattr(erv_train, "train_erv", lambda *a, **k: {"best_epoch": 1, "train_examples": 11})
+    monkeypatch.setattr(erv_train, "format_report", lambda metrics: "report")
+    monkeypatch.setattr(erv_export, "export_erv", fake_export)
+    monkeypatch.setattr(embedded, "evaluate_folder", lambda model_dir, test_file: {"sentences": 11})
+    results = embedded.REPO_ROOT / "bench" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
+
+    out = embedded.prepare_erv(tmp_path / "cache", data_dir=_corpus(tmp_path / "erv", 1), log=lambda m: None)
+
+    assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == before
+    assert json.loads((out / "eval.json").read_text())["held_out"] == {"sentences": 11}
+    assert inspect.signature(embedded.prepare_erv).parameters["quality_out"].default is None
