@@ -73,7 +73,8 @@ def test_missing_corpus_is_a_clear_error(tmp_path):
 def test_prepare_writes_nothing_outside_the_cache(tmp_path, monkeypatch):
     # `models prepare`, the demo and `bench rollout` call prepare_erv(cache_dir): the held-out result
     # stays next to the model; the committed bench/results/ changes only when a bench runs on purpose.
-    from reward_service import erv_export, erv_train
+    from reward_service.erv import export as erv_export
+    from reward_service.erv import train as erv_train
 
     def fake_export(hf_dir, out, **kwargs):
         Path(out).mkdir(parents=True)
