@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -129,7 +130,9 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path) -> Path:
         weights = model.state_dict()
         if config.tie_word_embeddings:
             weights.pop("lm_head.weight", None)  # stored once, under the input embedding's name
-        dcp.load({"model": weights}, checkpoint_id=str(source))  # fills the tensors in place, no ranks
+        with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load({"model": weights}, checkpoint_id=str(source))  # fills the tensors in place
         model.load_state_dict(weights, strict=not config.tie_word_embeddings)
         model.tie_weights()
         try:

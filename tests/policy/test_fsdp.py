@@ -81,3 +81,82 @@ def test_fsdp_update_equals_ddp_and_one_learner_with_half_the_bytes(tiny_qwen2_d
         ddp_bytes = sum(rank[0]["bytes"].values())
         for fsdp in rank[1:]:
             assert sum(fsdp["bytes"].values()) <= 0.55 * ddp_bytes, (fsdp["bytes"], rank[0]["bytes"])
+
+
+def _save_and_resume(rank: int, model: str, ckpt: str) -> dict:
+    """Update, save (sharded), update again; then a fresh learner loads and takes that second update."""
+    first, second = make_batch(seed=5), make_batch(seed=6, version=1)
+    config = LearnerConfig(model=model, lr=LR, micro_batch_size=2, strategy="fsdp")
+    a = Learner(config)
+    a.update(first.shard(rank, 2))
+    a.save(ckpt)
+    expected = a.update(second.shard(rank, 2))
+    expected_w = a.export_weights()[1]
+    b = Learner(config)
+    b.load(ckpt)
+    got = b.update(second.shard(rank, 2))
+    return {"expected": expected, "got": got, "expected_w": expected_w, "got_w": b.export_weights()[1]}
+
+
+def _flat(buckets) -> dict:
+    return dict(x for b in buckets for x in b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tied", [True, False])
+def test_sharded_checkpoint_resumes_exactly_reshards_to_one_and_exports(tmp_path, tied):
+    from transformers import AutoModelForCausalLM
+
+    from orchestrator.cli import main
+    from tests.support.tiny_models import build_tiny_qwen2
+
+    model = str(build_tiny_qwen2(tmp_path / "model", tied=tied))
+    ckpt = tmp_path / "ckpt"
+    r0 = run_ranks(_save_and_resume, 2, model, str(ckpt))[0]
+    assert sorted(p.name for p in ckpt.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    # same world size: the next step is identical
+    for key in (*METRICS, "step", "policy_version"):
+        assert r0["got"][key] == r0["expected"][key], key
+    got_w = _flat(r0["got_w"])
+    for name, t in _flat(r0["expected_w"]).items():
+        assert torch.equal(got_w[name], t), name
+
+    # 2 -> 1: DCP reshards into one unsharded learner, which takes the same second step
+    one = Learner(LearnerConfig(model=model, lr=LR, micro_batch_size=2, strategy="fsdp"))
+    one.load(ckpt)
+    assert (one.step, one.version) == (1, 1)
+    loaded = _flat(one.export_weights()[1])
+    with torch.no_grad():
+        ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+        learner_logits = one.policy(input_ids=ids).logits
+    m = one.update(make_batch(seed=6, version=1))
+    for key in METRICS:
+        assert m[key] == pytest.approx(r0["expected"][key], abs=1e-5), key
+    for name, t in _flat(one.export_weights()[1]).items():
+        torch.testing.assert_close(t, _flat(r0["expected_w"])[name], atol=1e-5, rtol=0, msg=name)
+
+    # export-hf: a Hugging Face folder transformers loads, with the learner's logits
+    assert main(["export-hf", str(ckpt), str(tmp_path / "hf")]) == 0
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    assert hf.config.tie_word_embeddings == tied
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_ids=ids).logits, learner_logits, atol=1e-5, rtol=0)
+    for name, t in loaded.items():
+        assert torch.equal(hf.state_dict()[name], t), name
+
+
+def test_export_hf_of_a_ddp_checkpoint_and_of_no_checkpoint(tiny_qwen2_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from orchestrator.cli import main
+
+    learner = Learner(LearnerConfig(model=str(tiny_qwen2_dir), lr=LR))
+    learner.update(make_batch(seed=2))
+    learner.save(tmp_path / "step-000001" / "learner")  # the layout of a run's checkpoints/step-N
+    assert main(["export-hf", str(tmp_path / "step-000001"), str(tmp_path / "hf")]) == 0
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_ids=ids).logits, learner.policy(input_ids=ids).logits)
+    with pytest.raises(SystemExit, match="not a learner checkpoint"):
+        main(["export-hf", str(tmp_path / "hf"), str(tmp_path / "other")])
