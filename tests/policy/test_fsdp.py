@@ -83,6 +83,25 @@ def test_fsdp_update_equals_ddp_and_one_learner_with_half_the_bytes(tiny_qwen2_d
             assert sum(fsdp["bytes"].values()) <= 0.55 * ddp_bytes, (fsdp["bytes"], rank[0]["bytes"])
 
 
+def _uneven_update(rank: int, model: str, world_size: int = 2) -> dict:
+    """5 rows, one per micro-batch: rank 0 runs 2 micro-batches of its own, rank 1 three."""
+    config = LearnerConfig(model=model, lr=LR, micro_batch_size=1, updates_per_batch=2, strategy="fsdp")
+    learner = Learner(config)
+    metrics = learner.update(make_batch(seed=4, prompts=1, group_size=5).shard(rank, world_size))
+    return {"metrics": metrics, "weights": _flat(learner.export_weights()[1])}
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_with_different_micro_batch_counts(tiny_qwen2_dir):
+    """Every forward is a collective: the rank with fewer rows runs idle micro-batches, no hang, same step."""
+    got = run_ranks(_uneven_update, 2, str(tiny_qwen2_dir), timeout=120)[0]
+    single = _uneven_update(0, str(tiny_qwen2_dir), world_size=1)
+    for key in METRICS:
+        assert got["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-5), key
+    for name, t in single["weights"].items():
+        torch.testing.assert_close(got["weights"][name], t, atol=1e-5, rtol=0, msg=name)
+
+
 def _save_and_resume(rank: int, model: str, ckpt: str) -> dict:
     """Update, save (sharded), update again; then a fresh learner loads and takes that second update."""
     first, second = make_batch(seed=5), make_batch(seed=6, version=1)
