@@ -93,7 +93,10 @@ def load_sharded(learner, directory: str | Path) -> None:
     if not (directory / STATE_FILE).is_file():
         raise CheckpointError(f"{directory} is not a complete learner checkpoint (no {STATE_FILE})")
     state = _state(learner)
-    dcp.load(state, checkpoint_id=str(directory))
+    with warnings.catch_warnings():  # one process, no group: DCP says it assumes so, and it is right
+        if not dist.is_initialized():
+            warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, checkpoint_id=str(directory))
     set_state_dict(
         learner.policy, learner.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
     )
