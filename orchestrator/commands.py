@@ -1,4 +1,4 @@
-"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, models prepare, bench rollout.
+"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, export-hf, models prepare, bench rollout.
 
 Runs in the user's shell process; heavy imports (ray, vllm, torch) happen inside the handlers.
 """
@@ -158,6 +158,24 @@ def register(sub, groups) -> None:
         "--output", type=Path, default=Path("bench/results/rollout.json"), help="JSON result file"
     )
     bench.set_defaults(func=_bench_rollout)
+
+    export = sub.add_parser(
+        "export-hf",
+        help="consolidate a learner checkpoint (ddp or fsdp-sharded) into a Hugging Face folder",
+        description="Read a checkpoint (a run's checkpoints/step-N folder or its learner/ folder; a ddp HF folder "
+        "or an fsdp torch.distributed.checkpoint one, any world size) and write one Hugging Face folder "
+        "(safetensors, config, tokenizer) that transformers and vLLM load.",
+    )
+    export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder")
+    export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="new (or empty) output folder")
+    export.set_defaults(func=_export_hf)
+
+
+def _export_hf(args: argparse.Namespace) -> int:
+    from policy.checkpoint import export_hf
+
+    print(export_hf(args.checkpoint, args.out_dir))
+    return 0
 
 
 def _models_prepare(args: argparse.Namespace) -> int:

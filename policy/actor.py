@@ -4,7 +4,9 @@
 `LearnerGroup` runs in the driver (the orchestrator): it starts N actors, joins them in one
 torch.distributed process group (gloo on CPU, NCCL on GPU; rank 0's node address and a free
 port as the rendezvous), sends each rank its contiguous shard of a batch and returns rank 0's
-metrics, which the learner already reduced over all ranks. The only module importing ray.
+metrics, which the learner already reduced over all ranks. Under `strategy: fsdp` each rank holds
+a shard of the weights, so logprobs, export and save go to every rank (collectives) and rank 0's
+answer is returned. The only module importing ray.
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ class LearnerActor:
         return self.learner.logprobs(prompt_token_ids, completion_token_ids)
 
     def save(self, directory: str) -> str | None:
-        # All ranks hold the same weights and optimizer state: rank 0 writes.
-        return str(self.learner.save(directory)) if self.rank == 0 else None
+        # ddp: all ranks hold the same weights and optimizer state, rank 0 writes; fsdp: every rank its shard.
+        if self.config.strategy == "fsdp" or self.rank == 0:
+            return str(self.learner.save(directory))
+        return None
 
     def load(self, directory: str) -> int:
         self.learner.load(directory)
@@ -94,6 +98,12 @@ class LearnerGroup:
         addr, port = ray.get(self.actors[0].rendezvous.remote())
         # All ranks must call init_process_group at once, so setup runs concurrently.
         ray.get([a.setup.remote(addr, port) for a in self.actors])
+        self.sharded = config.strategy == "fsdp" and num_learners > 1
+
+    def _ask(self, method: str, *args):
+        """Rank 0's answer; under fsdp every rank takes part (the weights are sharded)."""
+        actors = self.actors if self.sharded else self.actors[:1]
+        return ray.get([getattr(a, method).remote(*args) for a in actors])[0]
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         n = len(self.actors)
@@ -103,11 +113,11 @@ class LearnerGroup:
         return results[0]
 
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
-        return ray.get(self.actors[0].export_weights.remote(bucket_bytes, dtype))
+        return self._ask("export_weights", bucket_bytes, dtype)
 
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]):
-        """The policy's logprobs of the given completion tokens (rank 0: every rank holds the same weights)."""
-        return ray.get(self.actors[0].logprobs.remote(prompt_token_ids, completion_token_ids))
+        """The policy's logprobs of the given completion tokens (rank 0's; ddp: every rank holds the same weights)."""
+        return self._ask("logprobs", prompt_token_ids, completion_token_ids)
 
     def save(self, directory: str | Path) -> Path:
         ray.get([a.save.remote(str(directory)) for a in self.actors])

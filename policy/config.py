@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LearnerConfig(BaseModel):
@@ -57,6 +57,24 @@ class LearnerConfig(BaseModel):
         True, description="bf16 autocast on CUDA (weights and optimizer stay fp32); CPU is fp32."
     )
     seed: int = Field(0, description="Seed of torch's RNG in the learner process.")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="How several learner ranks share the work: ddp = every rank holds the whole policy, "
+        "reference, gradients and AdamW state, gradients all-reduced; fsdp = FSDP2 (fully_shard per decoder "
+        "layer, then the root) shards all of them over the ranks, checkpoints are sharded "
+        "(torch.distributed.checkpoint). One rank: the same step either way.",
+    )
+    reference_offload: Literal["none", "cpu"] = Field(
+        "none",
+        description="Where the frozen reference's fsdp shards live: none = on the learner's device, cpu = in "
+        "host memory, copied to the device layer by layer for its forward (needs strategy fsdp).",
+    )
+
+    @model_validator(mode="after")
+    def _offload_needs_fsdp(self):
+        if self.reference_offload != "none" and self.strategy != "fsdp":
+            raise ValueError("learner.reference_offload: cpu needs learner.strategy: fsdp")
+        return self
 
 
 class SFTConfig(BaseModel):

@@ -3,8 +3,10 @@
 Runs in the learner process (a Ray actor, see policy/actor.py, or any plain process: the
 class needs no Ray). Data parallel: when torch.distributed is initialised (by the actor),
 each rank gets a shard of the batch, counts are summed so the loss uses global
-denominators, and gradients are summed before clipping and the step; every rank then
-holds the same weights.
+denominators, and gradients are summed before clipping and the step. With
+`strategy: ddp` every rank then holds the same weights; with `strategy: fsdp` each holds
+a shard of them (policy/sharding.py) and `logprobs`, `export_weights`, `save` and `load`
+are collectives every rank calls (policy/checkpoint.py writes the sharded checkpoints).
 
 Memory layout of a micro-batch: prompts left-padded to the longest prompt, completions
 right-padded to the longest completion, so every completion starts at the same column and
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from policy import checkpoint, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.grpo import grpo_loss, token_logprobs
@@ -85,14 +88,22 @@ class Learner:
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
+        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.sharded = config.strategy == "fsdp" and self.world_size > 1
         self.tokenizer = load_tokenizer(config.model)
         self.policy = load_causal_lm(config.model, self.device)
         self.policy.train()
         if config.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
+            kw = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if self.sharded else {}
+            self.policy.gradient_checkpointing_enable(**kw)
         # Frozen copy of the initial weights: the KL anchor, never updated or saved.
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)
+        if self.sharded:
+            sharding.shard(self.policy, self.device, config.bf16, trainable=True)
+            offload = config.reference_offload == "cpu"
+            sharding.shard(self.reference, self.device, config.bf16, trainable=False, offload=offload)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(),
             lr=config.lr,
@@ -103,8 +114,6 @@ class Learner:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.step = 0  # optimizer steps taken
         self._version = 0  # weights version: +1 per update() call
-        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
 
     @property
     def version(self) -> int:
@@ -115,9 +124,9 @@ class Learner:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+    def _all_reduce(self, t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
         if self.world_size > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            dist.all_reduce(t, op=op)
         return t
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
@@ -144,6 +153,9 @@ class Learner:
                 sampler[j, : len(batch.sampler_logprobs[i])] = torch.tensor(batch.sampler_logprobs[i])
             mb["sampler_logprobs"] = sampler.to(self.device)
             mbs.append(mb)
+        if self.sharded:  # every forward is a collective: all ranks run as many micro-batches
+            most = int(self._all_reduce(torch.tensor([len(mbs)], device=self.device), dist.ReduceOp.MAX))
+            mbs += [dict(mbs[-1], idle=True)] * (most - len(mbs))
 
         # Global denominators: every rank and micro-batch divides by the whole batch's counts.
         counts = torch.tensor(
@@ -168,6 +180,9 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             for k, mb in enumerate(mbs):
                 logprobs = completion_logprobs(self.policy, mb, self._autocast)
+                if mb.get("idle"):  # a padding micro-batch of fsdp: collectives only, no gradient
+                    (logprobs.sum() * 0).backward()
+                    continue
                 old = old_lps[k] if old_lps is not None else logprobs.detach()
                 mask = mb["completion_mask"]
                 loss, m = grpo_loss(
@@ -192,12 +207,11 @@ class Learner:
                     diff = (mb["sampler_logprobs"] - logprobs.detach()).abs() * mask
                     sums[4] += diff.sum().double()
                     mismatch_max = torch.maximum(mismatch_max, diff.max().double().reshape(1))
-            for p in self.policy.parameters():
-                if p.grad is not None:
-                    self._all_reduce(p.grad)
-            grad_norms.append(
-                float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm))
-            )
+            if not self.sharded:  # fsdp reduce-scatters (sums) the gradients in backward
+                for p in self.policy.parameters():
+                    if p.grad is not None:
+                        self._all_reduce(p.grad)
+            grad_norms.append(sharding.clip_grad_norm(self.policy.parameters(), cfg.max_grad_norm))
             self.optimizer.step()
             self.step += 1
         self._version += 1
@@ -233,6 +247,7 @@ class Learner:
         """The policy's logprob of each completion token given its prompt: one list per row, no gradient.
 
         What the sampler's logprobs are compared with after a weight sync (the parity guard).
+        Under fsdp every rank calls it with the same rows.
         """
         mb = pad_rows(prompt_token_ids, completion_token_ids, self.pad_id, self.device)
         lps = completion_logprobs(self.policy, mb, self._autocast).float().cpu()  # (N, C)
@@ -247,13 +262,24 @@ class Learner:
         Names are Hugging Face ones, which vLLM's loader for the same architecture maps itself
         (e.g. q/k/v into qkv_proj). A tied output embedding is sent once, under the input
         embedding's name, as vLLM skips lm_head.weight for tied models.
+
+        Under fsdp every rank calls it: each parameter is gathered (full_tensor) as its bucket
+        fills, rank 0 keeps the copies and the other ranks return no buckets.
         """
         buckets, current, size, seen = [], [], 0, set()
+        params = dict(self.policy.named_parameters(remove_duplicate=False))
         for name, tensor in self.policy.state_dict().items():
-            if tensor.data_ptr() in seen:  # tied alias of an earlier tensor
+            key = id(params[name]) if name in params else name
+            if key in seen:  # tied alias of an earlier tensor
                 continue
-            seen.add(tensor.data_ptr())
-            t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=True)
+            seen.add(key)
+            if sharding.is_sharded(tensor):
+                tensor = sharding.full(tensor)  # a fresh tensor: the copy below is a no-op where it can be
+                if self.rank != 0:
+                    continue
+                t = tensor.to(device=device, dtype=dtype or tensor.dtype)
+            else:
+                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=True)
             nbytes = t.numel() * t.element_size()
             if current and size + nbytes > bucket_bytes:
                 buckets.append(current)
@@ -266,16 +292,16 @@ class Learner:
 
     def save(self, directory: str | Path) -> Path:
         """Checkpoint: HF folder (safetensors + config + tokenizer, loadable as a model by the learner,
-        SFT and vLLM) plus optimizer state, step/version and RNG state."""
+        SFT and vLLM) plus optimizer state, step/version and RNG state. Under strategy fsdp: a sharded
+        checkpoint (policy/checkpoint.py) that every rank writes its part of."""
+        if self.config.strategy == "fsdp":
+            return checkpoint.save_sharded(self, directory)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.policy.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         torch.save(self.optimizer.state_dict(), directory / OPTIMIZER_FILE)
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, directory / RNG_FILE)
+        torch.save(checkpoint.rng_state(), directory / RNG_FILE)
         state = {"step": self.step, "version": self._version, "reference_model": self.config.model}
         (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         return directory
@@ -285,6 +311,13 @@ class Learner:
         from safetensors.torch import load_file
 
         directory = Path(directory)
+        if checkpoint.is_sharded(directory):
+            return checkpoint.load_sharded(self, directory)  # any world size: DCP reshards
+        if self.sharded:
+            raise checkpoint.CheckpointError(
+                f"{directory} is a ddp checkpoint; resume it with strategy ddp, or `erv-grpo export-hf` it "
+                "and start the fsdp run from that folder"
+            )
         files = sorted(directory.glob("model*.safetensors"))
         if not files or not (directory / STATE_FILE).is_file():
             raise FileNotFoundError(
@@ -300,10 +333,6 @@ class Learner:
                 f"checkpoint {directory} does not fit the model: missing={missing} unexpected={unexpected}"
             )
         self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location=self.device))
-        rng = torch.load(directory / RNG_FILE, weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        checkpoint.restore_rng(torch.load(directory / RNG_FILE, weights_only=False))
         state = json.loads((directory / STATE_FILE).read_text())
         self.step, self._version = int(state["step"]), int(state["version"])

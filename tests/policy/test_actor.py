@@ -55,3 +55,31 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
     moved = (buckets[0][0][1] - single.reference.state_dict()[buckets[0][0][0]]).abs().mean()
     assert moved > lr / 2  # the weights did move, so the comparison above is not vacuous
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_two_fsdp_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_path):
+    from policy.actor import LearnerGroup
+
+    config = LearnerConfig(model=str(tiny_qwen2_dir), lr=1e-3, micro_batch_size=2, strategy="fsdp")
+    batch = make_batch(seed=7, prompts=2, group_size=3)
+    rows = ([[5, 6, 7]], [[8, 9, 10]])
+    single = Learner(config)  # one rank: nothing to shard, the plain learner
+    expected = single.update(batch)
+    group = LearnerGroup(config, num_learners=2, num_cpus_per_learner=1)
+    try:
+        got = group.update(batch)
+        version, buckets = group.export_weights(bucket_bytes=200_000)
+        logprobs = group.logprobs(*rows)
+        group.save(tmp_path / "ckpt")
+        assert group.load(tmp_path / "ckpt") == 1
+    finally:
+        group.shutdown()
+    for key in ("loss", "kl", "grad_norm", "sampler_logprob_abs_diff"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-5), key
+    state = single.policy.state_dict()
+    assert version == 1 and len(buckets) > 1
+    for name, tensor in (x for b in buckets for x in b):
+        torch.testing.assert_close(tensor, state[name], atol=1e-5, rtol=0, msg=name)
+    torch.testing.assert_close(logprobs, single.logprobs(*rows), atol=1e-5, rtol=0)
+    assert (tmp_path / "ckpt" / ".metadata").is_file()
