@@ -171,14 +171,16 @@ class TrainingRun:
         print(f"erv-grpo: reward service is back after {waited:.1f} s; resuming", file=sys.stderr, flush=True)
 
     # -- weights, logs, checkpoints -------------------------------------------------------------
-    def sync_weights(self) -> None:
+    def sync_weights(self, workers: list | None = None) -> None:
+        """Learner -> `workers` (default: every rollout worker) in buckets, then the parity guard."""
         ray = self._ray
+        workers = self.cluster.workers if workers is None else workers
         version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
         ref = ray.put(buckets)  # one copy in the object store, read by every worker
-        versions = ray.get([w.load_weights.remote(version, ref) for w in self.cluster.workers])
+        versions = ray.get([w.load_weights.remote(version, ref) for w in workers])
         assert versions == [version] * len(versions), versions
         self.version = version
-        self.sync_parity = self.check_parity(self.cluster.workers)
+        self.sync_parity = self.check_parity(workers)
 
     def check_parity(self, workers) -> float:
         """Probe every engine after a sync: mean |engine - learner| logprob on tokens it samples now.
@@ -212,11 +214,7 @@ class TrainingRun:
 
     def add_workers(self, count: int) -> None:
         """Scale rollout out between steps: start `count` workers and give them the current weights."""
-        new = self.cluster.add_workers(count)
-        version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
-        ref = self._ray.put(buckets)
-        self._ray.get([w.load_weights.remote(version, ref) for w in new])
-        self.check_parity(new)
+        self.sync_weights(self.cluster.add_workers(count))
 
     def log(self, step: int, groups: list[ScoredGroup], stats: dict, update: dict) -> dict:
         rewards = [r for g in groups for r in g.rewards]

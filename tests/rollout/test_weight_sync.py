@@ -8,6 +8,7 @@ no weight is ever sent under its name, and its CPU GEMM kept the weights packed 
 import pytest
 import torch
 
+from orchestrator.weight_sync import logprob_abs_diff, verdict
 from policy.config import LearnerConfig
 from policy.learner import Learner
 from rollout.config import CPU_VLLM_ENV
@@ -34,15 +35,9 @@ def pair(request, tmp_path_factory):
 def mean_abs_diff(learner: Learner, engine, seed: int) -> float:
     """Sample 4 prompts x 40 tokens with the engine; mean |engine - learner| logprob of the sampled tokens."""
     groups = engine.generate(PROMPTS, n=1, temperature=1.0, max_tokens=40, seeds=[seed + i for i in range(4)])
-    prompts = [g.prompt_token_ids for g in groups]
-    completions = [g.completions[0].token_ids for g in groups]
-    learner_lps = learner.logprobs(prompts, completions)
-    diffs = [
-        abs(a - b)
-        for g, lps in zip(groups, learner_lps, strict=True)
-        for a, b in zip(g.completions[0].logprobs, lps, strict=True)
-    ]
-    return sum(diffs) / len(diffs)
+    completions = [g.completions[0] for g in groups]
+    learner_lps = learner.logprobs([g.prompt_token_ids for g in groups], [c.token_ids for c in completions])
+    return logprob_abs_diff([c.logprobs for c in completions], learner_lps)[0]
 
 
 def sync(learner: Learner, engine, bucket_bytes: int = 64 << 10) -> None:
@@ -79,7 +74,6 @@ def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair):
     """vLLM's plain in-place reload (what load_weights did before) leaves a tied head stale; the parity
     guard's default thresholds must stop such a run, and pass the fixed path."""
     from orchestrator.config import SyncGuardConfig
-    from orchestrator.weight_sync import logprob_abs_diff, verdict
     from rollout.worker import RolloutWorker
 
     kind, learner, engine = pair
