@@ -1,7 +1,7 @@
 """Make the registry's torchvision importable next to a CPU-only torch: `ensure_torchvision_importable()`.
 
-Runs in every process that builds a Qwen2-VL / Qwen2.5-Omni processor (learner, rollout worker,
-test process), before torchvision is first imported. The video processors of transformers need
+Runs in every process of the project: importing `common` installs an import hook that calls
+`ensure_torchvision_importable()` right before torchvision's first import (by transformers or vLLM). The video processors of transformers need
 torchvision's pure-torch transforms only. PyPI's torchvision wheels are CUDA builds: their compiled
 ops (`_C.so`) link libtorch_cuda and do not load with the CPU torch, which torchvision tolerates
 for every op but two, whose fake-kernel registration (`torchvision::nms`, `torchvision::qnms`,
@@ -13,6 +13,7 @@ own `_assert_has_ops` says so first). Where the compiled ops load (a CUDA machin
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ def compiled_ops_load() -> bool | None:
 def ensure_torchvision_importable() -> str:
     """Prepare the import of torchvision; returns what was done: "absent", "loaded", "declared" or "imported"."""
     global _library
+    if _library is not None:
+        return "declared"
     if "torchvision" in sys.modules:
         return "imported"
     state = compiled_ops_load()
@@ -59,6 +62,26 @@ def ensure_torchvision_importable() -> str:
             _library.define(schema)
             _library.impl(name, _unavailable, "CompositeExplicitAutograd")
     return "declared"
+
+
+class _BeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Runs ensure_torchvision_importable() the moment anything first imports torchvision, then steps aside."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            remove_import_hook()
+            ensure_torchvision_importable()
+        return None  # the regular finders import it
+
+
+def install_import_hook() -> None:
+    """Arrange for ensure_torchvision_importable() to run before torchvision's first import (imports nothing now)."""
+    if "torchvision" not in sys.modules and not any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BeforeTorchvision())
+
+
+def remove_import_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _BeforeTorchvision)]
 
 
 def _unavailable(*args, **kwargs):

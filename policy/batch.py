@@ -28,6 +28,14 @@ class RolloutBatch:
     - completion_ids: the completion's string id (e.g. "<prompt_id>/<k>"), carried so that
       nothing is matched by position alone; echoed in errors.
     - policy_version: the learner version whose weights sampled this batch.
+
+    Multimodal prompts (all three None for a text batch): the media travel once per prompt.
+    - media: one dict per prompt group ({"video": uint8 (T, H, W, 3), "audio": float32 (N,) at
+      16 kHz, optional "video_fps"}; None for a text-only prompt of the batch).
+    - prompt_texts: per group, the chat-templated prompt text the sampler got (the processor's input).
+    - row_group: per row, the index of its group in `media` / `prompt_texts`.
+    For such rows prompt_token_ids are the ids as vLLM expanded them (placeholders repeated); the
+    learner's processor must produce exactly these, or the update fails naming the completion.
     """
 
     prompt_token_ids: list[list[int]]
@@ -36,6 +44,9 @@ class RolloutBatch:
     sampler_logprobs: list[list[float]]
     completion_ids: list[str]
     policy_version: int
+    media: list[dict | None] | None = None
+    prompt_texts: list[str | None] | None = None
+    row_group: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.completion_token_ids)
@@ -58,9 +69,37 @@ class RolloutBatch:
                 )
             if not self.prompt_token_ids[i]:
                 raise ValueError(f"RolloutBatch.prompt_token_ids[{i}] is empty")
+        if self.media is None and self.prompt_texts is None and self.row_group is None:
+            return
+        if self.media is None or self.prompt_texts is None or self.row_group is None:
+            raise ValueError(
+                "RolloutBatch.media, prompt_texts and row_group are given together or not at all"
+            )
+        if len(self.prompt_texts) != len(self.media):
+            raise ValueError(
+                f"RolloutBatch.prompt_texts has {len(self.prompt_texts)} groups, media {len(self.media)}"
+            )
+        if len(self.row_group) != n:
+            raise ValueError(f"RolloutBatch.row_group has {len(self.row_group)} rows, expected {n}")
+        for i, g in enumerate(self.row_group):
+            if not 0 <= g < len(self.media):
+                raise ValueError(
+                    f"RolloutBatch.row_group[{i}] = {g} names no group (0..{len(self.media) - 1})"
+                )
+            if self.media[g] and not self.prompt_texts[g]:
+                raise ValueError(f"RolloutBatch.prompt_texts[{g}] is empty for a prompt with media")
+
+    def is_multimodal(self, row: int) -> bool:
+        return self.media is not None and bool(self.media[self.row_group[row]])
 
     def select(self, rows: list[int]) -> RolloutBatch:
         """The sub-batch of the given rows (used to shard a batch over data-parallel learners)."""
+        mm = {}
+        if self.media is not None:
+            groups = sorted({self.row_group[i] for i in rows})
+            new = {g: k for k, g in enumerate(groups)}
+            mm = {"media": [self.media[g] for g in groups], "prompt_texts": [self.prompt_texts[g] for g in groups],
+                  "row_group": [new[self.row_group[i]] for i in rows]}  # fmt: skip
         return RolloutBatch(
             prompt_token_ids=[self.prompt_token_ids[i] for i in rows],
             completion_token_ids=[self.completion_token_ids[i] for i in rows],
@@ -68,6 +107,7 @@ class RolloutBatch:
             sampler_logprobs=[self.sampler_logprobs[i] for i in rows],
             completion_ids=[self.completion_ids[i] for i in rows],
             policy_version=self.policy_version,
+            **mm,
         )
 
     def shard(self, rank: int, world_size: int) -> RolloutBatch:

@@ -70,6 +70,24 @@ class LearnerConfig(BaseModel):
         "host memory, copied to the device layer by layer for its forward (needs strategy fsdp).",
     )
 
+    freeze_vision: bool = Field(
+        True,
+        description="Omni / VL policies: keep the vision encoder frozen (no gradient, no AdamW state), in the "
+        "policy and the reference. Default true: the reward scores the text the language model writes, the "
+        "encoder was pre-trained on far more images and video than an RL run sees, and its gradients and AdamW "
+        "state would cost memory (Qwen2.5-Omni-7B's vision tower: about 0.7 B parameters).",
+    )
+    freeze_audio: bool = Field(
+        True,
+        description="Omni policies: keep the audio encoder frozen (no gradient, no AdamW state); default true "
+        "for the reasons of freeze_vision (Qwen2.5-Omni-7B's audio tower: about 0.6 B parameters).",
+    )
+    mm_processor_kwargs: dict = Field(
+        default_factory=dict,
+        description="Keyword arguments of the multimodal processor (e.g. min_pixels, max_pixels): must equal "
+        "rollout.mm_processor_kwargs, or the learner's prompt token ids differ from the engine's (checked).",
+    )
+
     @model_validator(mode="after")
     def _offload_needs_fsdp(self):
         if self.reference_offload != "none" and self.strategy != "fsdp":

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from policy import checkpoint, sharding
+from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.grpo import grpo_loss, token_logprobs
@@ -67,6 +67,8 @@ def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int
 
 def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
     """Logprobs of the completion tokens of a padded micro-batch: (N, C) float32 (padding included, masked later)."""
+    if mb.get("mm") is not None:  # an omni / VL model: media kwargs, 3-D rotary positions
+        return multimodal.completion_logprobs(model, mb, autocast)
     c = mb["completion_mask"].shape[1]
     with autocast():
         out = model(
@@ -91,8 +93,18 @@ class Learner:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.sharded = config.strategy == "fsdp" and self.world_size > 1
-        self.tokenizer = load_tokenizer(config.model)
-        self.policy = load_causal_lm(config.model, self.device)
+        mm = multimodal.architecture(config.model)
+        self.processor, self.export_prefix, self._saved = None, "", None
+        if mm is None:
+            self.tokenizer = load_tokenizer(config.model)
+            self.policy = load_causal_lm(config.model, self.device)
+        else:
+            self.processor = multimodal.MediaProcessor(config.model, config.mm_processor_kwargs)
+            self.tokenizer = self.processor.tokenizer
+            self.policy, self._saved = multimodal.load_model(config.model, mm[0], self.device)
+            self.export_prefix = mm[1]
+            # Frozen towers: no gradient and, as the optimizer only gets trainable tensors, no AdamW state.
+            multimodal.freeze_towers(self.policy, config.freeze_vision, config.freeze_audio)
         self.policy.train()
         if config.gradient_checkpointing:
             kw = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if self.sharded else {}
@@ -105,13 +117,14 @@ class Learner:
             offload = config.reference_offload == "cpu"
             sharding.shard(self.reference, self.device, config.bf16, trainable=False, offload=offload)
         self.optimizer = torch.optim.AdamW(
-            self.policy.parameters(),
+            [p for p in self.policy.parameters() if p.requires_grad],
             lr=config.lr,
             betas=config.adam_betas,
             eps=config.adam_eps,
             weight_decay=config.weight_decay,
         )
-        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                          else self.tokenizer.eos_token_id)  # fmt: skip
         self.step = 0  # optimizer steps taken
         self._version = 0  # weights version: +1 per update() call
 
@@ -129,6 +142,13 @@ class Learner:
             dist.all_reduce(t, op=op)
         return t
 
+    def _pad(self, prompts, completions, processed=None) -> dict:
+        """pad_rows, plus the media kwargs when the policy is multimodal (`processed`: per row, or None)."""
+        mb = pad_rows(prompts, completions, self.pad_id, self.device)
+        if self.processor is not None:
+            multimodal.attach_media(mb, [len(p) for p in prompts], processed or [None] * len(prompts))
+        return mb
+
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """One GRPO update on this rank's rows of the batch; returns metrics of the whole batch."""
         batch.validate()
@@ -136,13 +156,18 @@ class Learner:
         start = time.perf_counter()
         n = len(batch)
         micro = [list(range(i, min(i + cfg.micro_batch_size, n))) for i in range(0, n, cfg.micro_batch_size)]
+        processed = [None] * n
+        if batch.media is not None:  # one processor run per prompt for the whole update
+            g = batch.row_group
+            processed = multimodal.process_rows(self.processor, batch.prompt_token_ids, batch.completion_ids,
+                                           [batch.media[g[i]] for i in range(n)],
+                                           [batch.prompt_texts[g[i]] for i in range(n)])  # fmt: skip
         mbs = []
         for rows in micro:
-            mb = pad_rows(
+            mb = self._pad(
                 [batch.prompt_token_ids[i] for i in rows],
                 [batch.completion_token_ids[i] for i in rows],
-                self.pad_id,
-                self.device,
+                [processed[i] for i in rows],
             )
             c = mb["completion_mask"].shape[1]
             mb["advantages"] = torch.tensor([batch.advantages[i] for i in rows], dtype=torch.float32).to(
@@ -242,14 +267,25 @@ class Learner:
 
     @torch.no_grad()
     def logprobs(
-        self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]
+        self,
+        prompt_token_ids: list[list[int]],
+        completion_token_ids: list[list[int]],
+        media: list[dict | None] | None = None,
+        prompt_texts: list[str | None] | None = None,
     ) -> list[list[float]]:
         """The policy's logprob of each completion token given its prompt: one list per row, no gradient.
 
         What the sampler's logprobs are compared with after a weight sync (the parity guard).
+        Rows with media (per row: media dict and the engine's prompt text) go through the processor.
         Under fsdp every rank calls it with the same rows.
         """
-        mb = pad_rows(prompt_token_ids, completion_token_ids, self.pad_id, self.device)
+        processed = None
+        if media is not None:
+            ids = [f"probe/{i}" for i in range(len(prompt_token_ids))]
+            processed = multimodal.process_rows(
+                self.processor, prompt_token_ids, ids, media, prompt_texts or [None] * len(media)
+            )
+        mb = self._pad(prompt_token_ids, completion_token_ids, processed)
         lps = completion_logprobs(self.policy, mb, self._autocast).float().cpu()  # (N, C)
         return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
 
@@ -284,7 +320,7 @@ class Learner:
             if current and size + nbytes > bucket_bytes:
                 buckets.append(current)
                 current, size = [], 0
-            current.append((name, t))
+            current.append((self.export_prefix + name, t))
             size += nbytes
         if current:
             buckets.append(current)
@@ -298,8 +334,8 @@ class Learner:
             return checkpoint.save_sharded(self, directory)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.policy.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+        (self._saved or self.policy).save_pretrained(directory)  # the Omni wrapper holds the trained thinker
+        (self.processor.processor if self.processor else self.tokenizer).save_pretrained(directory)
         torch.save(self.optimizer.state_dict(), directory / OPTIMIZER_FILE)
         torch.save(checkpoint.rng_state(), directory / RNG_FILE)
         state = {"step": self.step, "version": self._version, "reference_model": self.config.model}
@@ -326,8 +362,9 @@ class Learner:
         weights = {}
         for f in files:
             weights.update(load_file(f, device=str(self.device)))
-        missing, unexpected = self.policy.load_state_dict(weights, strict=False)
-        tied = {"lm_head.weight"} if self.policy.config.tie_word_embeddings else set()
+        model = self._saved or self.policy
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        tied = {"lm_head.weight"} if getattr(self.policy.config, "tie_word_embeddings", False) else set()
         if unexpected or set(missing) - tied:
             raise ValueError(
                 f"checkpoint {directory} does not fit the model: missing={missing} unexpected={unexpected}"

@@ -46,6 +46,17 @@ class RolloutConfig(BaseModel):
     reward_tls_ca: str | None = Field(
         None, description="PEM file of the CA that signed the reward service cert"
     )
+    limit_mm_per_prompt: dict[str, int] = Field(
+        default_factory=dict,
+        description="vLLM limit_mm_per_prompt: the most items of each modality one prompt may carry, e.g. "
+        "{video: 1, audio: 1} for clip prompts; empty = a text-only engine (vLLM's default).",
+    )
+    mm_processor_kwargs: dict = Field(
+        default_factory=dict,
+        description="Keyword arguments of the model's multimodal processor in vLLM, e.g. {min_pixels: 3136, "
+        "max_pixels: 12544}; the learner's processor must get the same (learner.mm_processor_kwargs), "
+        "which the prompt-token-id check enforces.",
+    )
     reward_token_file: str | None = Field(
         None, description="file holding the bearer token of the reward service"
     )

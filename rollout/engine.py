@@ -14,6 +14,16 @@ from pathlib import Path
 from rollout.errors import PromptTooLongError
 
 Prompt = str | list[dict]  # plain user text, or chat messages [{"role": ..., "content": ...}]
+# A prompt's media: {"video": uint8 (T, H, W, 3), "audio": float32 (N,) at 16 kHz, "video_fps": float}.
+Media = dict
+AUDIO_RATE = 16000
+DEFAULT_VIDEO_FPS = 2.0  # the Qwen processors' default: sets the video's temporal rotary step
+# Multimodal placeholder / boundary tokens of Qwen2-VL, Qwen2.5-VL and Qwen2.5-Omni: never sampled.
+PLACEHOLDER_TOKENS = (
+    "<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>", "<|audio_bos|>", "<|audio_eos|>", "<|vision_bos|>",
+    "<|vision_eos|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+    "<|vision_end|>", "<|audio_pad|>", "<|audio_start|>", "<|audio_end|>",
+)  # fmt: skip
 
 
 @dataclass
@@ -30,8 +40,9 @@ class SampledCompletion:
 class PromptSamples:
     """All n completions sampled for one prompt, with the chat-templated prompt token ids."""
 
-    prompt_token_ids: list[int]
+    prompt_token_ids: list[int]  # as the engine expanded them (one id per video / audio placeholder position)
     completions: list[SampledCompletion]
+    prompt_text: str | None = None  # the chat-templated text given to the engine (multimodal prompts)
 
 
 class VllmEngine:
@@ -47,11 +58,20 @@ class VllmEngine:
         gpu_memory_utilization: float = 0.5,
         seed: int = 0,
         env: dict[str, str] | None = None,
+        limit_mm_per_prompt: dict[str, int] | None = None,
+        mm_processor_kwargs: dict | None = None,
     ) -> None:
         # vLLM reads its CPU settings from the environment at import/start time.
         for key, value in (env or {}).items():
             os.environ.setdefault(key, value)
+        _register_in_process(model_path)
         from vllm import LLM
+
+        mm = {}
+        if limit_mm_per_prompt:
+            mm["limit_mm_per_prompt"] = dict(limit_mm_per_prompt)
+        if mm_processor_kwargs:
+            mm["mm_processor_kwargs"] = dict(mm_processor_kwargs)
 
         self.model_path = str(model_path)
         self.max_model_len = max_model_len
@@ -67,16 +87,26 @@ class VllmEngine:
             enable_chunked_prefill=False,
             # Adds load_policy_weights to vLLM's worker: reload in place, then refresh tied layers.
             worker_extension_cls="rollout.engine.WeightSyncExtension",
+            **mm,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
         self._next_request = 0
+        vocab = self.tokenizer.get_vocab()
+        self.banned_token_ids = sorted({vocab[t] for t in PLACEHOLDER_TOKENS if t in vocab})
+        # A hard mask (not a finite logit bias): a placeholder can never be drawn, however favoured.
+        # vLLM reports raw logprobs (before this mask), the ones the learner computes.
+        banned = set(self.banned_token_ids)
+        self._allowed = [i for i in range(len(self.tokenizer)) if i not in banned] if banned else None
+
+    def prompt_text(self, prompt: Prompt) -> str:
+        """The chat-templated prompt text (assistant turn opened); typed content parts become placeholders."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def prompt_token_ids(self, prompt: Prompt) -> list[int]:
         """Apply the model's chat template (with the assistant turn opened) and tokenize."""
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(self.prompt_text(prompt), add_special_tokens=False)["input_ids"])
 
     def iter_generate(
         self,
@@ -87,16 +117,28 @@ class VllmEngine:
         top_p: float = 1.0,
         max_tokens: int = 512,
         seeds: Sequence[int | None] | None = None,
+        media: Sequence[Media | None] | None = None,
     ) -> Iterator[tuple[int, PromptSamples]]:
-        """Sample n completions per prompt; yield (prompt index, samples) as soon as each prompt's group is done."""
+        """Sample n completions per prompt; yield (prompt index, samples) as soon as each prompt's group is done.
+
+        `media[i]`, when given, goes to the engine once for prompt i's n samples (vLLM's multi_modal_data).
+        """
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        media = list(media) if media is not None else [None] * len(prompts)
         index_of: dict[str, int] = {}
+        texts: dict[int, str] = {}
         for i, prompt in enumerate(prompts):
-            ids = self.prompt_token_ids(prompt)
+            if media[i]:
+                texts[i] = self.prompt_text(prompt)
+                request = {"prompt": texts[i], "multi_modal_data": multi_modal_data(media[i])}
+                ids = self.tokenizer(texts[i], add_special_tokens=False)["input_ids"]  # before expansion
+            else:
+                ids = self.prompt_token_ids(prompt)
+                request = {"prompt_token_ids": ids}
             if len(ids) >= self.max_model_len:
                 raise PromptTooLongError(
                     f"prompt {i} has {len(ids)} tokens, max_model_len is {self.max_model_len}"
@@ -109,16 +151,21 @@ class VllmEngine:
                 logprobs=0,  # logprob of the sampled token only
                 seed=seeds[i],
                 output_kind=RequestOutputKind.FINAL_ONLY,
+                allowed_token_ids=self._allowed,
             )
             request_id = f"r{self._next_request}"
             self._next_request += 1
             index_of[request_id] = i
-            engine.add_request(request_id, {"prompt_token_ids": ids}, params)
+            engine.add_request(request_id, request, params)
         # Drive the engine ourselves (instead of LLM.generate) so finished groups leave while others decode.
         while engine.has_unfinished_requests():
             for output in engine.step():
                 if output.finished and output.request_id in index_of:
-                    yield index_of.pop(output.request_id), _to_samples(output)
+                    i = index_of.pop(output.request_id)
+                    if len(output.prompt_token_ids) >= self.max_model_len:
+                        raise PromptTooLongError(f"prompt {i} has {len(output.prompt_token_ids)} tokens "
+                                                 f"with its media, max_model_len is {self.max_model_len}")  # fmt: skip
+                    yield i, _to_samples(output, texts.get(i))
 
     def generate(self, prompts: Sequence[Prompt], **kwargs) -> list[PromptSamples]:
         """Like iter_generate, but return all groups in prompt order."""
@@ -174,11 +221,52 @@ def refresh_tied_layers(model) -> list[str]:
     return refreshed
 
 
-def _to_samples(output) -> PromptSamples:
+def multi_modal_data(media: Media) -> dict:
+    """A media dict -> vLLM's multi_modal_data: frames with their metadata, (waveform, 16000)."""
+    out = {}
+    if media.get("video") is not None:
+        frames = media["video"]
+        fps = float(media.get("video_fps") or DEFAULT_VIDEO_FPS)
+        n = int(frames.shape[0])
+        # Qwen2.5-VL's processor needs the metadata; the frames are already sampled (no re-sampling).
+        meta = {"fps": fps, "total_num_frames": n, "frames_indices": list(range(n)), "duration": n / fps,
+                "do_sample_frames": False}  # fmt: skip
+        out["video"] = (frames, meta)
+    if media.get("audio") is not None:
+        out["audio"] = (media["audio"], AUDIO_RATE)
+    return out
+
+
+def _register_in_process(model_path) -> None:
+    """Register the folder's architectures with vLLM by class object, when torchvision needed our help.
+
+    vLLM inspects a lazily registered architecture in a fresh Python subprocess, which does not import
+    `common` and so not its torchvision hook: there the registry's CUDA torchvision fails to import.
+    Registering the same class object makes vLLM inspect it in this process instead.
+    """
+    import json
+
+    from common.torchvision_ops import ensure_torchvision_importable
+
+    config = Path(model_path) / "config.json"
+    if not config.is_file() or ensure_torchvision_importable() != "declared":
+        return
+    import importlib
+
+    from vllm import ModelRegistry
+
+    for arch in json.loads(config.read_text()).get("architectures") or []:
+        lazy = ModelRegistry.models.get(arch)
+        if lazy is not None and hasattr(lazy, "module_name"):
+            cls = getattr(importlib.import_module(lazy.module_name), lazy.class_name)
+            ModelRegistry.register_model(arch, cls)
+
+
+def _to_samples(output, prompt_text: str | None = None) -> PromptSamples:
     completions = []
     for c in output.outputs:
         token_ids = list(c.token_ids)
         # logprobs=0 gives one dict per position holding the sampled token (plus nothing else).
         logprobs = [float(step[tok].logprob) for tok, step in zip(token_ids, c.logprobs, strict=True)]
         completions.append(SampledCompletion(token_ids, c.text, logprobs, str(c.finish_reason)))
-    return PromptSamples(list(output.prompt_token_ids), completions)
+    return PromptSamples(list(output.prompt_token_ids), completions, prompt_text)

@@ -26,12 +26,17 @@ ScoreFn = Callable[[list[Completion], str], Awaitable[dict]]
 
 @dataclass
 class RolloutRequest:
-    """One prompt to roll out; `seed` makes its group reproducible (resume, retries)."""
+    """One prompt to roll out; `seed` makes its group reproducible (resume, retries).
+
+    `media`: the prompt's decoded clip ({"video": uint8 (T, H, W, 3), "audio": float32 (N,) at 16 kHz,
+    optional "video_fps"}), sent once per prompt; the engine samples all G completions from it.
+    """
 
     prompt_id: str
     prompt: str | list[dict]
     ground_truth: str
     seed: int
+    media: dict | None = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ class ScoredGroup:
     completions: list[SampledCompletion]
     rewards: list[RewardScore]
     policy_version: int
+    prompt_text: str | None = None  # chat-templated text the engine got (multimodal prompts; else None)
 
     @property
     def totals(self) -> list[float]:
@@ -101,6 +107,8 @@ class RolloutWorker:
                 gpu_memory_utilization=config.gpu_memory_utilization,
                 seed=seed,
                 env=config.engine_env(),
+                limit_mm_per_prompt=config.limit_mm_per_prompt,
+                mm_processor_kwargs=config.mm_processor_kwargs,
             )
         self.engine = engine
         self._loop = asyncio.new_event_loop()
@@ -150,11 +158,14 @@ class RolloutWorker:
         self.engine.load_weights(version, buckets)
         return self.engine.version
 
-    def probe(self, prompts: list, *, max_tokens: int, seeds: list[int]) -> dict:
+    def probe(self, prompts: list, *, max_tokens: int, seeds: list[int], media: list | None = None) -> dict:
         """Sample one completion per prompt (temperature 1) for the parity guard after a weight sync:
-        prompt token ids, sampled token ids and the engine's logprob of each."""
-        groups = self.engine.generate(prompts, n=1, temperature=1.0, max_tokens=max_tokens, seeds=seeds)
+        prompt token ids, sampled token ids and the engine's logprob of each (and the prompt texts,
+        which the learner's processor needs for prompts with media)."""
+        kw = {"media": media} if media is not None else {}
+        groups = self.engine.generate(prompts, n=1, temperature=1.0, max_tokens=max_tokens, seeds=seeds, **kw)
         return {
+            "prompt_texts": [g.prompt_text for g in groups],
             "worker_id": self.worker_id,
             "prompt_token_ids": [g.prompt_token_ids for g in groups],
             "token_ids": [g.completions[0].token_ids for g in groups],
@@ -182,6 +193,7 @@ class RolloutWorker:
             top_p=cfg.top_p,
             max_tokens=cfg.max_tokens,
             seeds=[r.seed for r in requests],
+            **({"media": [r.media for r in requests]} if any(r.media for r in requests) else {}),
         ):
             req = requests[i]
             ids = [f"{req.prompt_id}/{k}" for k in range(len(samples.completions))]
@@ -212,7 +224,7 @@ class RolloutWorker:
                 continue
             rewards = [_reward_score(scores[cid]) for cid in ids]
             groups.append(ScoredGroup(req.prompt_id, req.ground_truth, samples.prompt_token_ids, ids,
-                                      samples.completions, rewards, version))  # fmt: skip
+                                      samples.completions, rewards, version, samples.prompt_text))  # fmt: skip
         result.reward_wait_seconds = time.perf_counter() - wait_start
         self._client_stale = result.error is not None
         if result.error is None:

@@ -1,0 +1,186 @@
+"""Video + audio prompts in the learner: model loading, the HF processor, the prompt-id check, the forward.
+
+Runs in the learner process. The learner trains the language-model part of an omni / VL model
+(Qwen2.5-Omni thinker, Qwen2.5-VL) on the same decoded arrays and chat-templated prompt text the
+rollout engine got. The model's own Hugging Face processor turns them into tensors (video pixels
+and grid, audio features and mask); its input_ids must equal the prompt token ids vLLM expanded,
+or the update stops with `PromptIdsMismatchError` naming the completion and the first differing
+position (a mismatch would train on other positions than were sampled). The forward passes no
+position ids: the model computes its 3-D rotary positions from input_ids, the grids and the
+attention mask (left padding included), as vLLM does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from policy.errors import PolicyError
+from policy.grpo import token_logprobs
+
+# config.json architectures -> (family, prefix the exported names need for vLLM's loader)
+ARCHITECTURES = {
+    "Qwen2_5OmniForConditionalGeneration": ("omni", "thinker."),  # vLLM maps thinker.* and skips the rest
+    "Qwen2_5OmniModel": ("omni", "thinker."),
+    "Qwen2_5_VLForConditionalGeneration": ("vl", ""),
+    "Qwen2VLForConditionalGeneration": ("vl", ""),
+}
+TOWERS = {"vision": ("visual",), "audio": ("audio_tower",)}  # module names in the HF classes
+_ROW_KEYS = (
+    "pixel_values_videos",
+    "video_grid_thw",
+    "video_second_per_grid",
+    "second_per_grid_ts",
+    "pixel_values",
+    "image_grid_thw",
+)  # fmt: skip  (concatenated over rows along dim 0)
+
+
+class PromptIdsMismatchError(PolicyError, ValueError):
+    """The learner's processor tokenized a multimodal prompt differently from the rollout engine."""
+
+
+def architecture(name_or_path: str) -> tuple[str, str] | None:
+    """(family, export prefix) of a local multimodal model folder; None for a text-only model or a hub id."""
+    config = Path(name_or_path).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    for arch in json.loads(config.read_text()).get("architectures") or []:
+        if arch in ARCHITECTURES:
+            return ARCHITECTURES[arch]
+    return None
+
+
+def load_model(path: str, family: str, device: str):
+    """(trainable model, the model save_pretrained writes): the thinker and its Omni wrapper, or the VL model twice."""
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5OmniForConditionalGeneration
+
+    if family == "omni":
+        full = Qwen2_5OmniForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
+        return full.thinker, full
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
+    return model, model
+
+
+def freeze_towers(model, vision: bool, audio: bool) -> list[str]:
+    """requires_grad_(False) on the vision / audio encoders; returns the frozen module names."""
+    frozen = []
+    for kind, flag in (("vision", vision), ("audio", audio)):
+        if not flag:
+            continue
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in TOWERS[kind]:
+                module.requires_grad_(False)
+                frozen.append(name)
+    return frozen
+
+
+class MediaProcessor:
+    """The model folder's HF processor over (prompt text, media dict) -> tensors of one prompt (batch 1)."""
+
+    def __init__(self, path: str, mm_processor_kwargs: dict | None = None):
+        from common.torchvision_ops import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(path)
+        self.kwargs = dict(mm_processor_kwargs or {})
+        self.tokenizer = self.processor.tokenizer
+
+    def __call__(self, prompt_text: str, media: dict) -> dict:
+        kw = dict(self.kwargs)
+        if media.get("video") is not None:
+            kw["videos"] = [media["video"]]
+            kw["fps"] = float(media.get("video_fps") or 2.0)  # as rollout.engine.DEFAULT_VIDEO_FPS
+        if media.get("audio") is not None:
+            kw["audio"] = [media["audio"]]
+        out = self.processor(text=[prompt_text], return_tensors="pt", **kw)
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def check_prompt_ids(expected: list[int], processed: dict, completion_id: str) -> None:
+    """Raise PromptIdsMismatchError unless the processor's input_ids equal the engine's expanded prompt ids."""
+    got = processed["input_ids"][0].tolist()
+    if got == list(expected):
+        return
+    first = next(
+        (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+        min(len(got), len(expected)),
+    )
+    raise PromptIdsMismatchError(
+        f"completion {completion_id!r}: the learner's processor gives {len(got)} prompt tokens, the rollout engine "
+        f"expanded {len(expected)}; first difference at position {first} (learner "
+        f"{got[first] if first < len(got) else 'end'}, engine {expected[first] if first < len(expected) else 'end'}); "
+        "check that learner.mm_processor_kwargs equals rollout.mm_processor_kwargs"
+    )
+
+
+def process_rows(processor, prompts, completion_ids, media, texts) -> list[dict | None]:
+    """Per row: the processor's tensors of its prompt (once per distinct media dict), ids checked."""
+    done: dict[int, dict] = {}
+    rows: list[dict | None] = []
+    for ids, cid, m, text in zip(prompts, completion_ids, media, texts, strict=True):
+        if not m:
+            rows.append(None)
+            continue
+        if processor is None:
+            raise PromptIdsMismatchError(f"completion {cid!r} has media, but the policy is a text-only model")
+        key = id(m)  # the G rows of a group share one media dict
+        if key not in done:
+            done[key] = processor(text, m)
+        check_prompt_ids(ids, done[key], cid)
+        rows.append(done[key])
+    return rows
+
+
+def attach_media(mb: dict, prompt_lens: list[int], processed: list[dict | None]) -> dict:
+    """Add mb["mm"]: the forward's media kwargs for the rows of a padded micro-batch (None = a text row).
+
+    Row tensors are concatenated along dim 0 (the model splits them by grid / mask); audio features
+    are right-padded to the longest; mm_token_type_ids is laid out like input_ids.
+    """
+    device = mb["input_ids"].device
+    n, width = mb["input_ids"].shape
+    p_max = width - mb["completion_mask"].shape[1]
+    rows = [p for p in processed if p]
+    mm: dict = {}
+    for key in _ROW_KEYS:
+        parts = [p[key] for p in rows if key in p]
+        if parts:
+            mm[key] = torch.cat(parts, dim=0).to(device)
+    feats = [p for p in rows if "input_features" in p]
+    if feats:
+        longest = max(p["input_features"].shape[-1] for p in feats)
+        mm["input_features"] = torch.cat(
+            [F.pad(p["input_features"], (0, longest - p["input_features"].shape[-1])) for p in feats]
+        ).to(device)
+        mm["feature_attention_mask"] = torch.cat(
+            [
+                F.pad(p["feature_attention_mask"], (0, longest - p["feature_attention_mask"].shape[-1]))
+                for p in feats
+            ]
+        ).to(device)
+    if any("mm_token_type_ids" in p for p in rows):
+        types = torch.zeros((n, width), dtype=torch.long)
+        for i, (p, length) in enumerate(zip(processed, prompt_lens, strict=True)):
+            if p and "mm_token_type_ids" in p:
+                types[i, p_max - length : p_max] = p["mm_token_type_ids"][0]
+        mm["mm_token_type_ids"] = types.to(device)
+    mb["mm"] = mm
+    return mb
+
+
+def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
+    """(N, C) logprobs of the completion tokens; the model derives its 3-D rotary positions itself."""
+    c = mb["completion_mask"].shape[1]
+    with autocast():
+        # Full logits: these forwards take no logits_to_keep (the omni thinker's passes kwargs to its LM).
+        out = model(
+            input_ids=mb["input_ids"], attention_mask=mb["attention_mask"], use_cache=False, **mb["mm"]
+        )
+    logits = out.logits[:, -c - 1 : -1, :]  # (N, C, V): position P-1+j predicts completion token j
+    return token_logprobs(logits, mb["input_ids"][:, -c:])

@@ -1,0 +1,122 @@
+"""The learner on a tiny random Qwen2.5-Omni thinker: processor tensors, the prompt-id check, frozen towers,
+one processor run per prompt, export names for vLLM. No vLLM here (tests/rollout/test_multimodal.py has it)."""
+
+import pytest
+import torch
+
+from policy.batch import RolloutBatch
+from policy.config import LearnerConfig
+from policy.learner import Learner
+from policy.multimodal import PromptIdsMismatchError
+from policy.tiny_omni import MAX_PIXELS, MIN_PIXELS, build_tiny_omni
+from tests.support.tiny_media import clip_messages, make_media
+
+SIZES = {"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
+
+
+@pytest.fixture(scope="module")
+def omni_dir(tmp_path_factory):
+    return build_tiny_omni(tmp_path_factory.mktemp("tiny-omni"))
+
+
+def learner_for(path, **kw) -> Learner:
+    return Learner(LearnerConfig(model=str(path), device="cpu", lr=1e-2, mm_processor_kwargs=SIZES, **kw))
+
+
+def mm_batch(learner: Learner, prompts: int = 2, group_size: int = 3) -> RolloutBatch:
+    """Rows whose prompt ids are what the processor expands (as vLLM's are; checked in tests/rollout)."""
+    g = torch.Generator().manual_seed(0)
+    media, texts, rows = [], [], {"p": [], "c": [], "ids": [], "group": []}
+    for b in range(prompts):
+        media.append(make_media(seed=b))
+        texts.append(
+            learner.tokenizer.apply_chat_template(clip_messages(), add_generation_prompt=True, tokenize=False)
+        )
+        ids = learner.processor(texts[-1], media[-1])["input_ids"][0].tolist()
+        for k in range(group_size):
+            rows["p"].append(ids)
+            rows["c"].append(torch.randint(3, 480, (2 + (b + k) % 3,), generator=g).tolist())
+            rows["ids"].append(f"p{b}/{k}")
+            rows["group"].append(b)
+    n = len(rows["c"])
+    return RolloutBatch(rows["p"], rows["c"], torch.randn(n, generator=g).tolist(), [[-6.0] * len(c) for c in rows["c"]],
+                        rows["ids"], 0, media=media, prompt_texts=texts, row_group=rows["group"])  # fmt: skip
+
+
+def test_a_prompt_id_difference_fails_naming_the_completion_and_position(omni_dir):
+    learner = learner_for(omni_dir)
+    batch = mm_batch(learner)
+    batch.prompt_token_ids[4] = list(batch.prompt_token_ids[4])
+    batch.prompt_token_ids[4][7] += 1
+    with pytest.raises(PromptIdsMismatchError, match=r"'p1/1'.*position 7"):
+        learner.update(batch)
+    batch.prompt_token_ids[4] = batch.prompt_token_ids[4][:-2]  # shorter: the end is the first difference
+    batch.prompt_token_ids[4][7] -= 1
+    with pytest.raises(PromptIdsMismatchError, match=r"'p1/1'.*position"):
+        learner.update(batch)
+
+
+def test_update_trains_the_language_model_and_leaves_frozen_towers_alone(omni_dir):
+    learner = learner_for(omni_dir)
+    batch = mm_batch(learner)
+    calls = []
+    process = learner.processor.__class__.__call__
+    learner.processor.__class__.__call__ = lambda self, *a: calls.append(1) or process(self, *a)
+    try:
+        before = {k: v.clone() for k, v in learner.policy.state_dict().items()}
+        metrics = learner.update(batch)
+    finally:
+        learner.processor.__class__.__call__ = process
+    assert len(calls) == 2  # one processor run per prompt for its 3 completions and all passes
+    assert torch.isfinite(torch.tensor(metrics["loss"]))
+    after = learner.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("model.layers.") for k in changed)
+    assert not any(k.startswith(("visual.", "audio_tower.")) for k in changed)
+    state = learner.optimizer.state
+    for name, p in learner.policy.named_parameters():
+        if name.startswith(("visual.", "audio_tower.")):
+            assert not p.requires_grad and p.grad is None and p not in state, name
+    assert all(not p.requires_grad for p in learner.reference.parameters())
+
+
+def test_unfrozen_towers_get_gradients_and_move(omni_dir):
+    learner = learner_for(omni_dir, freeze_vision=False, freeze_audio=False)
+    before = {k: v.clone() for k, v in learner.policy.state_dict().items()}
+    learner.update(mm_batch(learner))
+    after = learner.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("visual.") for k in changed)
+    assert any(k.startswith("audio_tower.") for k in changed)
+
+
+def test_logprobs_of_multimodal_rows_depend_on_the_media(omni_dir):
+    learner = learner_for(omni_dir)
+    batch = mm_batch(learner, prompts=1, group_size=1)
+    args = (batch.prompt_token_ids, batch.completion_token_ids)
+    a = learner.logprobs(*args, media=batch.media, prompt_texts=batch.prompt_texts)
+    b = learner.logprobs(*args, media=[make_media(seed=5)], prompt_texts=batch.prompt_texts)
+    assert len(a[0]) == len(batch.completion_token_ids[0])
+    assert max(abs(x - y) for x, y in zip(a[0], b[0], strict=True)) > 1e-6
+
+
+def test_export_names_carry_the_thinker_prefix_and_every_tower(omni_dir):
+    learner = learner_for(omni_dir)
+    _, buckets = learner.export_weights()
+    names = [n for bucket in buckets for n, _ in bucket]
+    assert all(n.startswith("thinker.") for n in names)
+    assert any(n.startswith("thinker.visual.") for n in names)
+    assert any(n.startswith("thinker.audio_tower.") for n in names)
+    assert "thinker.lm_head.weight" in names  # untied: sent under its own name
+
+
+def test_select_keeps_each_rows_media():
+    media = [{"video": 1}, {"video": 2}, None]
+    batch = RolloutBatch([[1]] * 4, [[2]] * 4, [0.0] * 4, [[0.0]] * 4, ["a", "b", "c", "d"], 0,
+                         media=media, prompt_texts=["x", "y", None], row_group=[0, 1, 1, 2])  # fmt: skip
+    sub = batch.select([1, 3])
+    sub.validate()
+    assert sub.media == [{"video": 2}, None] and sub.row_group == [0, 1] and sub.prompt_texts == ["y", None]
+    with pytest.raises(ValueError, match="row_group"):
+        RolloutBatch([[1]], [[2]], [0.0], [[0.0]], ["a"], 0, media=media, prompt_texts=["x", "y", None],
+                     row_group=[5]).validate()  # fmt: skip
