@@ -2,3 +2,5 @@
 
 Runs in the driver process (the user's shell or a RayJob's entrypoint).
 """
+
+import common  # noqa: F401  (hooks the first torchvision import: common/torchvision_ops.py)

@@ -2,3 +2,5 @@
 
 Runs in the rollout worker processes (one vLLM engine each).
 """
+
+import common  # noqa: F401  (hooks the first torchvision import: common/torchvision_ops.py)

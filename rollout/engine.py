@@ -178,8 +178,9 @@ class VllmEngine:
         """Replace the engine's weights in place (no restart) with the learner's buckets and record the version."""
         weights = [(name, tensor) for bucket in buckets for name, tensor in bucket]
         self.llm.collective_rpc("load_policy_weights", kwargs={"weights": weights})
-        # Cached prefixes were computed with the old weights.
+        # Cached prefixes and encoder outputs (vision / audio tower embeddings) came from the old weights.
         self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
         self.version = version
 
 

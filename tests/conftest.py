@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+import common  # noqa: F401  (hooks the first torchvision import: common/torchvision_ops.py)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
