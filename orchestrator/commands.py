@@ -45,6 +45,18 @@ def register(sub, groups) -> None:
         "--only", choices=["erv", "policy"], default=None, help="prepare one model only (default: both)"
     )
     prepare.set_defaults(func=_models_prepare)
+    for name, what in (
+        ("tiny-omni", "Qwen2.5-Omni thinker (video + audio)"),
+        ("tiny-vl", "Qwen2.5-VL (video)"),
+    ):
+        tiny = groups["models"].add_parser(
+            name, help=f"write a tiny random {what} folder (tests, the clip demo)",
+            description=f"Build a tiny random {what} from a config into OUT_DIR: weights, tokenizer, "
+            "processor and chat template, loadable by transformers and by vLLM on CPU.",
+        )  # fmt: skip
+        tiny.add_argument("out_dir", type=Path, help="folder to write (created)")
+        tiny.add_argument("--seed", type=int, default=0, help="weight seed (default %(default)s)")
+        tiny.set_defaults(func=_models_tiny, family=name)
 
     demo = sub.add_parser(
         "demo",
@@ -193,6 +205,14 @@ def _models_prepare(args: argparse.Namespace) -> int:
             print(f"policy ready at {prepare_policy(args.cache_dir)}")
     except FileNotFoundError as exc:
         raise OrchestratorError(str(exc)) from None
+    return 0
+
+
+def _models_tiny(args: argparse.Namespace) -> int:
+    from policy.tiny_omni import build_tiny_omni, build_tiny_vl
+
+    build = build_tiny_omni if args.family == "tiny-omni" else build_tiny_vl
+    print(f"{args.family} ready at {build(args.out_dir, seed=args.seed)}")
     return 0
 
 

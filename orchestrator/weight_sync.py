@@ -27,6 +27,7 @@ class Probe:
     prompt_token_ids: list[list[int]]
     token_ids: list[list[int]]
     logprobs: list[list[float]]
+    prompt_texts: list[str | None] | None = None  # probes of prompts with media: what Learner.logprobs needs
 
 
 def logprob_abs_diff(sampler: list[list[float]], learner: list[list[float]]) -> tuple[float, float]:

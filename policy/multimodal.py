@@ -95,7 +95,15 @@ class MediaProcessor:
         kw = dict(self.kwargs)
         if media.get("video") is not None:
             kw["videos"] = [media["video"]]
-            kw["fps"] = float(media.get("video_fps") or 2.0)  # as rollout.engine.DEFAULT_VIDEO_FPS
+            fps, n = (
+                float(media.get("video_fps") or 2.0),
+                len(media["video"]),
+            )  # as rollout.engine.DEFAULT_VIDEO_FPS
+            # The frames' timing sets the temporal rotary step: the same metadata vLLM gets (the Omni
+            # processor reads `fps`, Qwen2.5-VL's the metadata; without it, it assumes 24 fps).
+            kw["fps"] = fps
+            kw["video_metadata"] = [{"fps": fps, "total_num_frames": n, "frames_indices": list(range(n)),
+                                     "duration": n / fps}]  # fmt: skip
         if media.get("audio") is not None:
             kw["audio"] = [media["audio"]]
         out = self.processor(text=[prompt_text], return_tensors="pt", **kw)

@@ -164,18 +164,21 @@ class RolloutWorker:
         which the learner's processor needs for prompts with media)."""
         kw = {"media": media} if media is not None else {}
         groups = self.engine.generate(prompts, n=1, temperature=1.0, max_tokens=max_tokens, seeds=seeds, **kw)
-        return {
-            "prompt_texts": [g.prompt_text for g in groups],
+        out = {"prompt_texts": [g.prompt_text for g in groups]} if media is not None else {}
+        return out | {
             "worker_id": self.worker_id,
             "prompt_token_ids": [g.prompt_token_ids for g in groups],
             "token_ids": [g.completions[0].token_ids for g in groups],
             "logprobs": [g.completions[0].logprobs for g in groups],
         }
 
-    def generate(self, prompts: list, *, n: int, temperature: float, max_tokens: int, seeds=None) -> list:
-        """Plain sampling without rewards (evaluation)."""
+    def generate(
+        self, prompts: list, *, n: int, temperature: float, max_tokens: int, seeds=None, media=None
+    ) -> list:
+        """Plain sampling without rewards (evaluation); `media`: per prompt, as RolloutRequest.media."""
+        kw = {"media": media} if media is not None else {}
         return self.engine.generate(prompts, n=n, temperature=temperature, top_p=self.config.top_p,
-                                    max_tokens=max_tokens, seeds=seeds)  # fmt: skip
+                                    max_tokens=max_tokens, seeds=seeds, **kw)  # fmt: skip
 
     def rollout(self, requests: list[RolloutRequest], request_tag: str) -> RolloutResult:
         """Sample G completions per request; send each group for scoring the moment it is finished."""

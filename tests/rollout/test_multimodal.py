@@ -115,7 +115,58 @@ def test_weight_sync_covers_vision_audio_and_language_model(omni):
     assert synced <= PARITY < stale
 
 
+def test_worker_sends_media_once_per_prompt_and_the_learner_updates_on_its_groups(omni):
+    from policy.batch import RolloutBatch
+    from policy.grpo import group_advantages
+    from rollout.config import RolloutConfig
+    from rollout.worker import RewardScore, RolloutRequest, RolloutWorker
+
+    learner, engine = omni
+    engine.load_weights(learner.version, learner.export_weights()[1])
+    seen = []
+
+    class Spy:
+        version = engine.version
+
+        def iter_generate(self, prompts, **kw):
+            seen.append(kw["media"])
+            yield from engine.iter_generate(prompts, **kw)
+
+    async def score(inputs, request_id):
+        return {x.id: RewardScore(0.0, 0.0, 0.0, float(len(x.text) % 3), None) for x in inputs}
+
+    requests = [
+        RolloutRequest(f"c{i}", clip_messages(), "happy", seed=i, media=make_media(seed=i)) for i in range(2)
+    ]
+    config = RolloutConfig(group_size=3, max_tokens=12, max_model_len=512)
+    worker = RolloutWorker(0, "unused", config, engine=Spy(), score_fn=score)
+    try:
+        result = worker.rollout(requests, request_tag="t")
+    finally:
+        worker.close()
+    assert result.error is None and len(result.groups) == 2
+    assert len(seen) == 1 and [m is r.media for m, r in zip(seen[0], requests, strict=True)] == [True, True]
+    groups = result.groups
+    assert all(g.prompt_text and "<|VIDEO|>" in g.prompt_text for g in groups)
+    rows = [(gi, g, c) for gi, g in enumerate(groups) for c in g.completions]
+    batch = RolloutBatch(
+        prompt_token_ids=[g.prompt_token_ids for _, g, _ in rows],
+        completion_token_ids=[c.token_ids for _, _, c in rows],
+        advantages=group_advantages(torch.tensor([t for g in groups for t in g.totals]), 3).tolist(),
+        sampler_logprobs=[c.logprobs for _, _, c in rows],
+        completion_ids=[cid for g in groups for cid in g.completion_ids],
+        policy_version=groups[0].policy_version,
+        media=[r.media for r in requests],
+        prompt_texts=[g.prompt_text for g in groups],
+        row_group=[gi for gi, _, _ in rows],
+    )
+    metrics = learner.update(batch)
+    print(f"update on vLLM's groups: sampler_logprob_abs_diff = {metrics['sampler_logprob_abs_diff']:.3g}")
+    assert metrics["sampler_logprob_abs_diff"] <= PARITY
+
+
 def test_vl_parity_on_video_prompts(tmp_path):
+    # Last in the module: a second engine in the process; deleting it tears down vLLM's parallel state.
     learner, engine = make_pair("vl", build_tiny_vl(tmp_path / "vl"))
     try:
         groups, media = sample(engine, audio=False)
