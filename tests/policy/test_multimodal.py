@@ -120,3 +120,21 @@ def test_select_keeps_each_rows_media():
     with pytest.raises(ValueError, match="row_group"):
         RolloutBatch([[1]], [[2]], [0.0], [[0.0]], ["a"], 0, media=media, prompt_texts=["x", "y", None],
                      row_group=[5]).validate()  # fmt: skip
+
+
+def test_a_checkpoint_is_an_omni_folder_and_resumes(omni_dir, tmp_path):
+    import json
+
+    learner = learner_for(omni_dir)
+    learner.update(mm_batch(learner))
+    learner.save(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2_5OmniForConditionalGeneration"]  # what vLLM serves
+    assert (tmp_path / "ckpt" / "processor_config.json").is_file()
+    resumed = learner_for(omni_dir)
+    resumed.load(tmp_path / "ckpt")
+    assert resumed.version == 1
+    for (name, a), (_, b) in zip(
+        learner.policy.state_dict().items(), resumed.policy.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
