@@ -94,7 +94,7 @@ class Learner:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.sharded = config.strategy == "fsdp" and self.world_size > 1
         mm = multimodal.architecture(config.model)
-        self.processor, self.export_prefix, self._saved = None, "", None
+        self.processor, self.export_prefix, self._saved, self._mrope = None, "", None, None
         if mm is None:
             self.tokenizer = load_tokenizer(config.model)
             self.policy = load_causal_lm(config.model, self.device)
@@ -103,6 +103,7 @@ class Learner:
             self.tokenizer = self.processor.tokenizer
             self.policy, self._saved = multimodal.load_model(config.model, mm[0], self.device)
             self.export_prefix = mm[1]
+            self._mrope = multimodal.mrope_settings(self.policy, mm[0])
             # Frozen towers: no gradient and, as the optimizer only gets trainable tensors, no AdamW state.
             multimodal.freeze_towers(self.policy, config.freeze_vision, config.freeze_audio)
         self.policy.train()
@@ -146,7 +147,9 @@ class Learner:
         """pad_rows, plus the media kwargs when the policy is multimodal (`processed`: per row, or None)."""
         mb = pad_rows(prompts, completions, self.pad_id, self.device)
         if self.processor is not None:
-            multimodal.attach_media(mb, [len(p) for p in prompts], processed or [None] * len(prompts))
+            multimodal.attach_media(
+                mb, [len(p) for p in prompts], processed or [None] * len(prompts), self._mrope
+            )
         return mb
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:

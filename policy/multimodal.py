@@ -145,7 +145,55 @@ def process_rows(processor, prompts, completion_ids, media, texts) -> list[dict 
     return rows
 
 
-def attach_media(mb: dict, prompt_lens: list[int], processed: list[dict | None]) -> dict:
+def mrope_settings(model, family: str) -> dict | None:
+    """What `reference_mrope_positions` needs of a Qwen2-VL / Qwen2.5-VL model; None for the Omni thinker."""
+    if family != "vl":
+        return None  # the thinker's own get_rope_index matches vLLM's (measured 1.8e-7)
+    c = model.config
+    return {"image": c.image_token_id, "video": c.video_token_id, "merge": c.vision_config.spatial_merge_size,
+            "tokens_per_second": getattr(c.vision_config, "tokens_per_second", 1.0)}  # fmt: skip
+
+
+def reference_mrope_positions(ids: list[int], processed: dict, s: dict) -> torch.Tensor:
+    """(3, L) rotary positions of one unpadded row, by the reference Qwen2-VL rule that vLLM implements:
+    a vision block gets (t * t_factor, h, w) grid positions after the text before it, and the text after
+    it continues at the block's largest position + 1.
+
+    Written here because transformers 5.19's Qwen2.5-VL get_rope_index continues the text after a
+    video at max(h, w) / merge instead, ignoring the temporal span: 1e-3 logprob off vLLM on 4 frames.
+    """
+    grids = [
+        (k, g) for k in ("video", "image") for g in processed.get(f"{k}_grid_thw", torch.zeros(0, 3)).tolist()
+    ]
+    videos = iter(g for k, g in grids if k == "video")
+    images = iter(g for k, g in grids if k == "image")
+    seconds = iter(processed.get("second_per_grid_ts", torch.ones(len(grids))).tolist())
+    parts, st, i = [], 0, 0
+    while i < len(ids):
+        kind = "video" if ids[i] == s["video"] else "image" if ids[i] == s["image"] else None
+        if kind is None:
+            j = i
+            while j < len(ids) and ids[j] not in (s["video"], s["image"]):
+                j += 1
+            parts.append(torch.arange(j - i).expand(3, -1) + st)
+            st += j - i
+            i = j
+            continue
+        t, h, w = next(videos) if kind == "video" else next(images)
+        h, w = h // s["merge"], w // s["merge"]
+        factor = next(seconds) * s["tokens_per_second"] if kind == "video" else 1.0
+        grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"))
+        if factor != 1.0:
+            grid[0] = (grid[0] * factor).long()
+        parts.append(grid.reshape(3, -1) + st)
+        st = int(parts[-1].max()) + 1
+        i += t * h * w
+    return torch.cat(parts, dim=1)
+
+
+def attach_media(
+    mb: dict, prompt_lens: list[int], processed: list[dict | None], mrope: dict | None = None
+) -> dict:
     """Add mb["mm"]: the forward's media kwargs for the rows of a padded micro-batch (None = a text row).
 
     Row tensors are concatenated along dim 0 (the model splits them by grid / mask); audio features
@@ -178,6 +226,13 @@ def attach_media(mb: dict, prompt_lens: list[int], processed: list[dict | None])
             if p and "mm_token_type_ids" in p:
                 types[i, p_max - length : p_max] = p["mm_token_type_ids"][0]
         mm["mm_token_type_ids"] = types.to(device)
+    if mrope is not None:  # explicit positions (padding: 1, masked anyway)
+        positions = torch.ones((3, n, width), dtype=torch.long)
+        mask = mb["attention_mask"].bool().cpu()
+        for r in range(n):
+            ids = mb["input_ids"][r].cpu()[mask[r]].tolist()
+            positions[:, r, mask[r]] = reference_mrope_positions(ids, processed[r] or {}, mrope)
+        mm["position_ids"] = positions.to(device)
     mb["mm"] = mm
     return mb
 

@@ -138,3 +138,18 @@ def test_a_checkpoint_is_an_omni_folder_and_resumes(omni_dir, tmp_path):
         learner.policy.state_dict().items(), resumed.policy.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_reference_mrope_positions_continue_after_the_videos_last_frame():
+    from policy.multimodal import reference_mrope_positions
+
+    V = 7  # video token id; a (2, 4, 4) grid merged 2x2 is 2 x 2 x 2 = 8 tokens, 4 rotary steps per frame pair
+    ids = [1, 2, 3] + [V] * 8 + [4, 5]
+    settings = {"image": 6, "video": V, "merge": 2, "tokens_per_second": 4}
+    processed = {"video_grid_thw": torch.tensor([[2, 4, 4]]), "second_per_grid_ts": torch.tensor([1.0])}
+    pos = reference_mrope_positions(ids, processed, settings)
+    assert pos[:, :3].tolist() == [[0, 1, 2]] * 3
+    assert pos[0, 3:11].tolist() == [3, 3, 3, 3, 7, 7, 7, 7]  # t: 0, 4 (+3)
+    assert pos[1, 3:11].tolist() == [3, 3, 4, 4, 3, 3, 4, 4]  # h
+    assert pos[2, 3:11].tolist() == [3, 4, 3, 4, 3, 4, 3, 4]  # w
+    assert pos[:, 11:].tolist() == [[8, 9]] * 3  # largest position 7, + 1 (transformers 5.19 says 5)

@@ -17,10 +17,6 @@ pytestmark = pytest.mark.slow
 
 SIZES = {"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
 PARITY = 1e-3  # mean |sampler - learner| logprob over completion tokens (fp32)
-# Qwen2.5-VL video prompts measured 1.0e-3 (text prompts through the same VL model: 0.0; the Omni thinker,
-# whose vision tower is the same design: 1.8e-7); the cause is not found yet (open), so the VL bound is
-# looser: still far below what a stale tower gives (0.18 on the Omni thinker).
-VL_PARITY = 3e-3
 
 
 def make_pair(family, path):
@@ -172,6 +168,6 @@ def test_vl_parity_on_video_prompts(tmp_path):
         groups, media = sample(engine, audio=False)
         diff = parity(learner, groups, media)
         print(f"Qwen2.5-VL parity (video): mean |sampler - learner| = {diff:.3g}")
-        assert diff <= VL_PARITY
+        assert diff <= PARITY
     finally:
         del engine
