@@ -15,8 +15,14 @@ from policy.grpo import group_advantages
 from rollout.worker import ScoredGroup
 
 
-def build_batch(groups: list[ScoredGroup], group_size: int, version: int) -> RolloutBatch:
-    """Flatten scored groups (B groups of G) into the learner's batch with advantages (r - mean_g) / (std_g + eps)."""
+def build_batch(
+    groups: list[ScoredGroup], group_size: int, version: int, media: dict[str, dict] | None = None
+) -> RolloutBatch:
+    """Flatten scored groups (B groups of G) into the learner's batch with advantages (r - mean_g) / (std_g + eps).
+
+    `media`: prompt_id -> the media dict its RolloutRequest carried; when given, the batch carries
+    each group's media once (with the engine's prompt text) for the learner's processor.
+    """
     rewards = torch.tensor([r for g in groups for r in g.totals], dtype=torch.float32)  # (B*G,)
     advantages = group_advantages(rewards, group_size)  # (B*G,)
     rows = [(g, c, cid) for g in groups for c, cid in zip(g.completions, g.completion_ids, strict=True)]
@@ -27,7 +33,16 @@ def build_batch(groups: list[ScoredGroup], group_size: int, version: int) -> Rol
         sampler_logprobs=[c.logprobs for _, c, _ in rows],
         completion_ids=[cid for _, _, cid in rows],
         policy_version=version,
+        **(_media_fields(groups, media) if media is not None else {}),
     )
+
+
+def _media_fields(groups: list[ScoredGroup], media: dict[str, dict]) -> dict:
+    return {
+        "media": [media.get(g.prompt_id) for g in groups],
+        "prompt_texts": [g.prompt_text for g in groups],
+        "row_group": [k for k, g in enumerate(groups) for _ in g.completions],
+    }
 
 
 def is_zero_signal(group: ScoredGroup) -> bool:
