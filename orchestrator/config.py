@@ -45,6 +45,21 @@ class DataConfig(_Strict):
     train_file: str = Field("data/prompts/train.jsonl", description="JSONL prompts used for training")
     test_file: str = Field("data/prompts/test.jsonl", description="JSONL prompts used by eval")
     shuffle: bool = Field(True, description="reshuffle the train prompts every epoch (seeded by run.seed)")
+    video_max_pixels: int = Field(
+        384 * 384,
+        ge=1,
+        description="clip frames are downscaled (aspect kept) to at most this many pixels when decoded; "
+        "384x384 as R1-Omni's HumanOmni (the model's processor then resizes within its own limits)",
+    )
+    media_cache_dir: str = Field(
+        ".cache/media",
+        description="content-addressed cache of decoded clips (sha256 of the files + sampling settings)",
+    )
+    on_media_error: Literal["skip", "fail"] = Field(
+        "skip",
+        description="a clip unreadable mid-run: skip (counted in erv_grpo_media_errors_total, the next "
+        "prompt taken instead) or fail (stop with an error naming the file)",
+    )
 
 
 class RayConfig(_Strict):

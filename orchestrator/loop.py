@@ -16,6 +16,7 @@ from pathlib import Path
 from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.data_commands import require_good_prompt_file
 from orchestrator.errors import OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
 from orchestrator.tracking import MetricsSink, read_metrics
@@ -69,6 +70,7 @@ class TrainingRun:
 
         self._ray = ray
         self.config = config
+        require_good_prompt_file(config.data)  # a train file with clips: every row decodes, or stop here
         self.dir = Path(resume) if resume else config.run_dir()
         # Only a previous run's training output is protected: the cluster's reward-service log and a
         # pre-training eval (the demo) may already be in the folder.
