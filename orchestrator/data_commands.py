@@ -194,7 +194,7 @@ def require_good_prompt_file(data) -> None:
     rows = read_prompt_rows(data.train_file)
     if not any(not isinstance(r, OrchestratorError) and r.has_media for _, r in rows):
         return
-    problems = check_prompt_file(data.train_file, MediaLoader(data.media_cache_dir, data.video_max_pixels))
+    problems = check_prompt_file(data.train_file, MediaLoader.from_config(data))
     if problems:
         raise OrchestratorError(
             f"data.train_file {data.train_file} has {len(problems)} bad row(s) "

@@ -88,11 +88,12 @@ def _indices(total: int, rate: float, spec: MediaSpec) -> list[int]:
 
 def _frames_at(path: Path, indices: list[int], max_pixels: int) -> tuple[list[np.ndarray], int]:
     """RGB frames at `indices` (resized within max_pixels) and how many frames were decoded."""
-    wanted, frames, n = set(indices), [], 0
+    wanted, frames, n, size = set(indices), [], 0, None
     with av.open(str(path)) as container:
         for frame in container.decode(container.streams.video[0]):
             if n in wanted:
-                h, w = fit_within(frame.height, frame.width, max_pixels)
+                # One size for the whole clip (the first frame's), even if the stream changes resolution.
+                h, w = size = size or fit_within(frame.height, frame.width, max_pixels)
                 # AREA averages the source pixels a downscaled pixel covers (no aliasing of thin strokes).
                 rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
                 frames.append(rgb.to_ndarray())

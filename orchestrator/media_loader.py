@@ -52,6 +52,11 @@ class MediaLoader:
         self.hits = 0
         self._sha: dict[tuple, str] = {}
 
+    @classmethod
+    def from_config(cls, data) -> MediaLoader:
+        """The loader of a run's DataConfig (media_cache_dir, video_max_pixels)."""
+        return cls(data.media_cache_dir, data.video_max_pixels)
+
     def spec_for(self, record) -> MediaSpec:
         if record.fps is not None:
             return MediaSpec(None, record.fps, self.max_pixels)
