@@ -204,8 +204,9 @@ def render(clip: dict, path: Path) -> None:
             container.mux(aus.encode(audio))  # the encoder re-frames and converts to its sample format
             container.mux(aus.encode(None))
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(out), path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+        tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builders may render one clip
+        shutil.move(str(out), tmp_path)
+        os.replace(tmp_path, path)
 
 
 def clip_file(clip: dict) -> str:
