@@ -11,6 +11,7 @@ The text stays the question: the model's placeholders are added where the chat t
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,9 @@ def _media_fields(row: dict, where: str, base: Path):
         raise OrchestratorError(
             f"{where}: field 'num_frames' must be a whole number >= 1, got {num_frames!r}"
         )
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int | float) or not fps > 0):
+    if fps is not None and (
+        isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps < math.inf
+    ):
         raise OrchestratorError(f"{where}: field 'fps' must be a number > 0, got {fps!r}")
     if video is not None and num_frames is None and fps is None:
         num_frames = DEFAULT_NUM_FRAMES

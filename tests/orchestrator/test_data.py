@@ -68,6 +68,7 @@ def test_labels_are_normalised_and_chat_messages_accepted(tmp_path):
             {"id": "a", "prompt": "t", "ground_truth": "happy", "video": "c.mp4", "num_frames": True},
             "field 'num_frames'",
         ),
+        ({"id": "a", "prompt": "t", "ground_truth": "happy", "video": "c.mp4", "fps": 1e999}, "field 'fps'"),
         ({"id": "a", "prompt": "t", "ground_truth": "happy", "video": "c.mp4", "fps": -1}, "field 'fps'"),
         (
             {"id": "a", "prompt": "t", "ground_truth": "happy", "video": "c.mp4", "fps": 2, "num_frames": 4},
