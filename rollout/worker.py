@@ -150,6 +150,17 @@ class RolloutWorker:
         self.engine.load_weights(version, buckets)
         return self.engine.version
 
+    def open_weight_transport(
+        self, address: str, port: int, rank: int, world_size: int, timeout_s: float
+    ) -> int:
+        """Join the direct weight transport's group (run.weight_transport: collective) as `rank`."""
+        self.engine.open_weight_transport(address, port, rank, world_size, timeout_s)
+        return rank
+
+    def receive_weights(self) -> int:
+        """Receive one sync over the group; returns the version now held."""
+        return self.engine.receive_weights()
+
     def probe(self, prompts: list, *, max_tokens: int, seeds: list[int]) -> dict:
         """Sample one completion per prompt (temperature 1) for the parity guard after a weight sync:
         prompt token ids, sampled token ids and the engine's logprob of each."""
