@@ -20,6 +20,7 @@ from orchestrator.errors import OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
 from orchestrator.tracking import MetricsSink, read_metrics
 from orchestrator.weight_sync import Probe, WeightSyncError, logprob_abs_diff, verdict
+from orchestrator.weight_transport import open_transport
 from rollout.worker import RolloutRequest, ScoredGroup
 
 
@@ -88,6 +89,7 @@ class TrainingRun:
         if resume:
             self._restore()
         self.version = 0
+        self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
@@ -175,11 +177,17 @@ class TrainingRun:
         """Learner -> `workers` (default: every rollout worker) in buckets, then the parity guard."""
         ray = self._ray
         workers = self.cluster.workers if workers is None else workers
-        version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
-        ref = ray.put(buckets)  # one copy in the object store, read by every worker
-        versions = ray.get([w.load_weights.remote(version, ref) for w in workers])
-        assert versions == [version] * len(versions), versions
-        self.version = version
+        bucket_bytes = self.config.run.weight_bucket_mb << 20
+        rest = workers
+        if self.transport is not None and self.transport.covers(workers):
+            self.version = self.transport.sync(self.learner, bucket_bytes)
+            rest = self.transport.others(workers)  # joined after the group formed
+        if rest:
+            version, buckets = self.learner.export_weights(bucket_bytes)
+            ref = ray.put(buckets)  # one copy in the object store, read by every worker
+            versions = ray.get([w.load_weights.remote(version, ref) for w in rest])
+            assert versions == [version] * len(versions), versions
+            self.version = version
         self.sync_parity = self.check_parity(workers)
 
     def check_parity(self, workers) -> float:
