@@ -141,6 +141,12 @@ class MetricsConfig(_Strict):
     tensorboard: bool = Field(True, description="write TensorBoard scalars into the run folder")
 
 
+# bf16 (autocast learner vs bf16 vLLM engine) thresholds, set from scripts/measure_precision_gap.py: above the
+# normal bf16 gap of the tiny model and SmolLM2-135M, below their gap with a stale tied LM head.
+BF16_WARN_ABOVE = 5e-3
+BF16_STOP_ABOVE = 1e-2
+
+
 class SyncGuardConfig(_Strict):
     """The logprob parity check after every weight sync (orchestrator/weight_sync.py)."""
 
@@ -160,11 +166,29 @@ class SyncGuardConfig(_Strict):
         description="stop the run when the mean difference exceeds this (the engine is off-policy)",
     )
 
+    bf16_warn_above: float = Field(
+        BF16_WARN_ABOVE,
+        gt=0,
+        description="warn_above when the learner or an engine computes in bf16 (learner.precision, rollout.dtype); "
+        "measured: bench/results/precision_gap.json",
+    )
+    bf16_stop_above: float = Field(
+        BF16_STOP_ABOVE, gt=0, description="stop_above when the learner or an engine computes in bf16"
+    )
+
     @model_validator(mode="after")
     def _ordered(self):
-        if self.stop_above < self.warn_above:
-            raise ValueError(f"stop_above ({self.stop_above}) is below warn_above ({self.warn_above})")
+        for prefix in ("", "bf16_"):
+            warn, stop = getattr(self, f"{prefix}warn_above"), getattr(self, f"{prefix}stop_above")
+            if stop < warn:
+                raise ValueError(f"{prefix}stop_above ({stop}) is below {prefix}warn_above ({warn})")
         return self
+
+    def limits(self, precisions: set[str]) -> tuple[float, float, str]:
+        """(warn, stop, field prefix) for a run whose learner and engines compute in `precisions`."""
+        if precisions <= {"fp32"}:
+            return self.warn_above, self.stop_above, ""
+        return self.bf16_warn_above, self.bf16_stop_above, "bf16_"
 
 
 class TrainConfig(_Strict):

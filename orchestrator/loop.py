@@ -90,13 +90,18 @@ class TrainingRun:
             self._restore()
         self.version = 0
         self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
+        # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
+        self.precisions = {
+            self.learner.precision,
+            *ray.get([w.precision.remote() for w in self.cluster.workers]),
+        }
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
             config.metrics.prometheus_port,
             config.metrics.tensorboard,
             config.metrics.host,
-            logprob_diff_warn_above=config.sync_guard.warn_above,
+            logprob_diff_warn_above=config.sync_guard.limits(self.precisions)[0],
         )
         self.paused_seconds = 0.0
 
@@ -196,6 +201,7 @@ class TrainingRun:
         Warns above sync_guard.warn_above, raises WeightSyncError above stop_above; returns the worst mean.
         """
         guard, ray = self.config.sync_guard, self._ray
+        warn_above, stop_above, prefix = guard.limits(self.precisions)
         prompts = self.sampler.records[: guard.probe_prompts]
         seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
         calls = [w.probe.remote([p.prompt for p in prompts], max_tokens=guard.probe_tokens, seeds=seeds)
@@ -209,14 +215,14 @@ class TrainingRun:
                 f"after the weight sync to version {self.version}, rollout worker {probe.worker_id} "
                 f"samples with logprobs {mean:.2e} away from the learner's on average (max {largest:.2e})"
             )
-            action = verdict(mean, guard.warn_above, guard.stop_above)
+            action = verdict(mean, warn_above, stop_above)
             if action == "stop":
                 raise WeightSyncError(
-                    f"{where}, above sync_guard.stop_above = {guard.stop_above:g}: the engine does not "
+                    f"{where}, above sync_guard.{prefix}stop_above = {stop_above:g}: the engine does not "
                     "hold the learner's weights, training on its samples would be off-policy"
                 )
             if action == "warn":
-                print(f"erv-grpo: warning: {where}, above sync_guard.warn_above = {guard.warn_above:g}",
+                print(f"erv-grpo: warning: {where}, above sync_guard.{prefix}warn_above = {warn_above:g}",
                       file=sys.stderr, flush=True)  # fmt: skip
         return worst
 

@@ -90,6 +90,9 @@ class LearnerActor:
     def version(self) -> int:
         return self.learner.version
 
+    def precision(self) -> str:
+        return self.learner.precision
+
     def shutdown(self) -> None:
         import torch.distributed as dist
 
@@ -158,6 +161,11 @@ class LearnerGroup:
     @property
     def version(self) -> int:
         return ray.get(self.actors[0].version.remote())
+
+    @property
+    def precision(self) -> str:
+        """fp32 | bf16: what rank 0 resolved learner.precision to (every rank resolves the same)."""
+        return ray.get(self.actors[0].precision.remote())
 
     def shutdown(self) -> None:
         ray.get([a.shutdown.remote() for a in self.actors])

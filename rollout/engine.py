@@ -54,6 +54,7 @@ class VllmEngine:
         from vllm import LLM
 
         self.model_path = str(model_path)
+        self.dtype = dtype
         self.max_model_len = max_model_len
         self.llm = LLM(
             model=self.model_path,

@@ -56,7 +56,7 @@ class FakeWorker:
         )
 
 
-def fake_run(guard: SyncGuardConfig) -> TrainingRun:
+def fake_run(guard: SyncGuardConfig, precisions=frozenset({"fp32"})) -> TrainingRun:
     run = TrainingRun.__new__(TrainingRun)  # no Ray, no learner process: only what check_parity reads
     run.config = SimpleNamespace(sync_guard=guard, run=SimpleNamespace(seed=0))
     run._ray = SimpleNamespace(get=lambda calls: calls)
@@ -65,6 +65,7 @@ def fake_run(guard: SyncGuardConfig) -> TrainingRun:
     )
     run.learner = SimpleNamespace(logprobs=lambda prompts, tokens: [[-1.0] * len(t) for t in tokens])
     run.version = 3
+    run.precisions = precisions
     return run
 
 
@@ -85,3 +86,18 @@ def test_check_parity_stops_above_the_stop_threshold():
     run = fake_run(SyncGuardConfig(warn_above=1e-3, stop_above=1e-2))
     with pytest.raises(WeightSyncError, match=r"rollout worker 0 .*5\.00e-02.*stop_above = 0\.01"):
         run.check_parity([FakeWorker(0, 0.05)])
+
+
+def test_a_bf16_side_uses_the_bf16_limits(capsys):
+    guard = SyncGuardConfig()
+    assert guard.limits({"fp32"}) == (guard.warn_above, guard.stop_above, "")
+    for precisions in ({"bf16"}, {"fp32", "bf16"}):  # a bf16 learner, or a bf16 engine beside an fp32 learner
+        assert guard.limits(precisions) == (guard.bf16_warn_above, guard.bf16_stop_above, "bf16_")
+    gap = (guard.warn_above + guard.bf16_warn_above) / 2  # stops an fp32 run, passes a bf16 one
+    assert gap > guard.stop_above
+    assert fake_run(guard, {"bf16"}).check_parity([FakeWorker(0, gap)]) == pytest.approx(gap)
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(WeightSyncError, match="bf16_stop_above"):
+        fake_run(guard, {"bf16"}).check_parity([FakeWorker(0, 2 * guard.bf16_stop_above)])
+    with pytest.raises(ValueError, match="bf16_stop_above"):
+        SyncGuardConfig(bf16_warn_above=1e-1, bf16_stop_above=1e-2)
