@@ -141,12 +141,6 @@ class MetricsConfig(_Strict):
     tensorboard: bool = Field(True, description="write TensorBoard scalars into the run folder")
 
 
-# bf16 (autocast learner vs bf16 vLLM engine) thresholds, set from scripts/measure_precision_gap.py: above the
-# normal bf16 gap of the tiny model and SmolLM2-135M, below their gap with a stale tied LM head.
-BF16_WARN_ABOVE = 5e-3
-BF16_STOP_ABOVE = 1e-2
-
-
 class SyncGuardConfig(_Strict):
     """The logprob parity check after every weight sync (orchestrator/weight_sync.py)."""
 
@@ -166,29 +160,63 @@ class SyncGuardConfig(_Strict):
         description="stop the run when the mean difference exceeds this (the engine is off-policy)",
     )
 
-    bf16_warn_above: float = Field(
-        BF16_WARN_ABOVE,
-        gt=0,
-        description="warn_above when the learner or an engine computes in bf16 (learner.precision, rollout.dtype); "
-        "measured: bench/results/precision_gap.json",
+    # bf16 (scripts/measure_precision_gap.py, bench/results/precision_gap.json): the probe gap of identical
+    # weights is ~1e-3 on the tiny model but 4-6e-2 on SmolLM2-135M, while a stale tied head gives 1.6e-2 and
+    # 0.35: no one absolute limit serves both, so the run measures its own floor at its first sync.
+    bf16_warn_factor: float = Field(
+        2.5,
+        gt=1,
+        description="learner or an engine in bf16: warn above this many times the bf16 floor, the gap "
+        "measured at the run's first sync (identical weights: precision alone)",
     )
-    bf16_stop_above: float = Field(
-        BF16_STOP_ABOVE, gt=0, description="stop_above when the learner or an engine computes in bf16"
+    bf16_stop_factor: float = Field(4.0, gt=1, description="bf16: stop above this many times the bf16 floor")
+    bf16_max_floor: float = Field(
+        0.15,
+        gt=0,
+        description="bf16: a floor above this stops the run at its first sync (the engines' weights are "
+        "already wrong there; SmolLM2-135M's floor is ~0.05)",
+    )
+    bf16_warn_above: float | None = Field(
+        None, gt=0, description="bf16: a fixed warn limit instead of bf16_warn_factor x the floor"
+    )
+    bf16_stop_above: float | None = Field(
+        None, gt=0, description="bf16: a fixed stop limit instead of bf16_stop_factor x the floor"
     )
 
     @model_validator(mode="after")
     def _ordered(self):
-        for prefix in ("", "bf16_"):
-            warn, stop = getattr(self, f"{prefix}warn_above"), getattr(self, f"{prefix}stop_above")
-            if stop < warn:
-                raise ValueError(f"{prefix}stop_above ({stop}) is below {prefix}warn_above ({warn})")
+        if self.stop_above < self.warn_above:
+            raise ValueError(f"stop_above ({self.stop_above}) is below warn_above ({self.warn_above})")
+        if self.bf16_stop_factor < self.bf16_warn_factor:
+            raise ValueError(f"bf16_stop_factor ({self.bf16_stop_factor}) is below bf16_warn_factor")
+        if (
+            None not in (self.bf16_warn_above, self.bf16_stop_above)
+            and self.bf16_stop_above < self.bf16_warn_above
+        ):
+            raise ValueError(f"bf16_stop_above ({self.bf16_stop_above}) is below bf16_warn_above")
         return self
 
-    def limits(self, precisions: set[str]) -> tuple[float, float, str]:
-        """(warn, stop, field prefix) for a run whose learner and engines compute in `precisions`."""
+    def limits(self, precisions: set[str], bf16_floor: float | None) -> tuple[float, float, str, str]:
+        """(warn, stop, what warn is, what stop is) for a run whose sides compute in `precisions`.
+
+        bf16 anywhere: fixed bf16_* limits if set, else factors of the measured floor (never below the
+        fp32 limits); no floor yet (the first sync measures it): infinite limits.
+        """
         if precisions <= {"fp32"}:
-            return self.warn_above, self.stop_above, ""
-        return self.bf16_warn_above, self.bf16_stop_above, "bf16_"
+            return self.warn_above, self.stop_above, "sync_guard.warn_above", "sync_guard.stop_above"
+        if self.bf16_warn_above is not None and self.bf16_stop_above is not None:
+            return (self.bf16_warn_above, self.bf16_stop_above, "sync_guard.bf16_warn_above",
+                    "sync_guard.bf16_stop_above")  # fmt: skip
+        if bf16_floor is None:
+            return float("inf"), float("inf"), "", ""
+        return (max(self.warn_above, self.bf16_warn_factor * bf16_floor),
+                max(self.stop_above, self.bf16_stop_factor * bf16_floor),
+                f"sync_guard.bf16_warn_factor x the bf16 floor {bf16_floor:.2e}",
+                f"sync_guard.bf16_stop_factor x the bf16 floor {bf16_floor:.2e}")  # fmt: skip
+
+    def calibrates(self, precisions: set[str]) -> bool:
+        """True when the run's first sync measures the bf16 floor."""
+        return not precisions <= {"fp32"} and None in (self.bf16_warn_above, self.bf16_stop_above)
 
 
 class TrainConfig(_Strict):

@@ -19,7 +19,7 @@ from orchestrator.data import PromptSampler, load_prompts
 from orchestrator.errors import OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
 from orchestrator.tracking import MetricsSink, read_metrics
-from orchestrator.weight_sync import Probe, WeightSyncError, logprob_abs_diff, verdict
+from orchestrator.weight_sync import Probe, WeightSyncError, bf16_floor, logprob_abs_diff, verdict
 from orchestrator.weight_transport import open_transport
 from rollout.worker import RolloutRequest, ScoredGroup
 
@@ -101,7 +101,7 @@ class TrainingRun:
             config.metrics.prometheus_port,
             config.metrics.tensorboard,
             config.metrics.host,
-            logprob_diff_warn_above=config.sync_guard.limits(self.precisions)[0],
+            logprob_diff_warn_above=config.sync_guard.limits(self.precisions, self.bf16_floor)[0],
         )
         self.paused_seconds = 0.0
 
@@ -201,7 +201,7 @@ class TrainingRun:
         Warns above sync_guard.warn_above, raises WeightSyncError above stop_above; returns the worst mean.
         """
         guard, ray = self.config.sync_guard, self._ray
-        warn_above, stop_above, prefix = guard.limits(self.precisions)
+        warn_above, stop_above, warn_what, stop_what = guard.limits(self.precisions, self.bf16_floor)
         prompts = self.sampler.records[: guard.probe_prompts]
         seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
         calls = [w.probe.remote([p.prompt for p in prompts], max_tokens=guard.probe_tokens, seeds=seeds)
@@ -218,12 +218,14 @@ class TrainingRun:
             action = verdict(mean, warn_above, stop_above)
             if action == "stop":
                 raise WeightSyncError(
-                    f"{where}, above sync_guard.{prefix}stop_above = {stop_above:g}: the engine does not "
+                    f"{where}, above {stop_what} = {stop_above:g}: the engine does not "
                     "hold the learner's weights, training on its samples would be off-policy"
                 )
             if action == "warn":
-                print(f"erv-grpo: warning: {where}, above sync_guard.{prefix}warn_above = {warn_above:g}",
+                print(f"erv-grpo: warning: {where}, above {warn_what} = {warn_above:g}",
                       file=sys.stderr, flush=True)  # fmt: skip
+        if self.bf16_floor is None and guard.calibrates(self.precisions):
+            self.bf16_floor = bf16_floor(worst, guard, self.version)
         return worst
 
     def add_workers(self, count: int) -> None:

@@ -5,7 +5,8 @@ bench/results/precision_gap.json. For each model and precision (learner autocast
 dtype), the parity guard's probe (the sync_guard defaults: 2 prompts x 16 tokens, temperature 1)
 is drawn with several seeds: (a) right after a correct in-place sync of perturbed weights, the
 normal gap; (b) after vLLM's plain reload that leaves a tied LM head stale (what load_weights did
-before its tied-layer refresh), the stale gap. sync_guard.bf16_* are set between the two.
+before its tied-layer refresh), the stale gap. The bf16 floors differ 40x between the two models, so
+sync_guard's bf16 limits are factors of the floor a run measures (bf16_warn_factor, bf16_stop_factor).
 An accuracy measurement: the machine's load does not change it.
 """
 

@@ -102,3 +102,56 @@ def test_the_collective_plan_names_what_the_object_store_sends(pair):
     _, buckets = learner.export_weights()
     names = [n for b in buckets for n, _ in b]
     assert [n for n, _ in weight_transport.export_tensors(learner.policy)] == names
+
+
+@torch.no_grad()
+def nudge(tensor: torch.Tensor, seed: int, std: float) -> None:
+    tensor.add_(std * torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed)))
+
+
+def test_bf16_limits_pass_a_bf16_sync_and_stop_a_stale_tied_head(tmp_path):
+    """A bf16 engine against a bf16-autocast learner: the guard's floor, measured at the first sync,
+    and its bf16 factors pass correct syncs and stop vLLM's plain reload, whose tied head stays stale;
+    the fp32 limits would stop the correct syncs too."""
+    from orchestrator.config import SyncGuardConfig
+    from orchestrator.weight_sync import bf16_floor, logprob_abs_diff, verdict
+    from rollout.engine import VllmEngine
+    from rollout.worker import RolloutWorker
+
+    path = build_tiny_qwen2(tmp_path / "qwen2-tied", tied=True)
+    learner = Learner(LearnerConfig(model=str(path), device="cpu", precision="bf16"))
+    engine = VllmEngine(path, dtype="bfloat16", max_model_len=256, seed=0, env=CPU_VLLM_ENV)
+    worker = RolloutWorker(0, "", None, engine=engine, score_fn=lambda *a: None)
+    guard = SyncGuardConfig()
+    precisions = {worker.precision(), learner.precision}
+    assert precisions == {"bf16"} and guard.calibrates(precisions)
+    prompts = ["The man smiles and laughs loudly.", "She cries and looks down."]
+    emb = learner.policy.get_input_embeddings().weight
+
+    def gap(seed: int) -> float:
+        probe = worker.probe(prompts, max_tokens=guard.probe_tokens, seeds=[seed, seed + 1])
+        learner_lps = learner.logprobs(probe["prompt_token_ids"], probe["token_ids"])
+        return logprob_abs_diff(probe["logprobs"], learner_lps)[0]
+
+    sync(learner, engine)  # the run's first sync: identical weights
+    floor = bf16_floor(gap(0), guard, learner.version)
+    warn, stop, _, _ = guard.limits(precisions, floor)
+    gaps = {"synced": [], "stale": []}
+    for seed in (1, 2, 3):
+        nudge(emb, seed, std=0.002)  # 0.1 of the tiny embedding's spread (0.02), as in the measurement
+        learner._version += 1
+        sync(learner, engine)
+        gaps["synced"].append(gap(seed))
+        nudge(emb, seed + 100, std=0.002)
+        _, buckets = learner.export_weights()
+        weights = [(n, t) for b in buckets for n, t in b]
+        engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})  # the stale path
+        gaps["stale"].append(gap(seed))
+    print(f"bf16 floor {floor:.2e} (warn {warn:.2e}, stop {stop:.2e}); gaps {gaps}")
+    assert all(verdict(g, warn, stop) == "ok" for g in gaps["synced"])
+    assert all(
+        verdict(g, guard.warn_above, guard.stop_above) != "ok" for g in gaps["synced"]
+    )  # fp32 limits: no
+    assert all(verdict(g, warn, stop) == "stop" for g in gaps["stale"])
+    worker.close()
+    del engine
