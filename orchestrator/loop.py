@@ -95,6 +95,7 @@ class TrainingRun:
             self.learner.precision,
             *ray.get([w.precision.remote() for w in self.cluster.workers]),
         }
+        self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
