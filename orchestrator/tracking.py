@@ -79,6 +79,9 @@ class MetricsSink:
         self.c_zero = Counter(
             "erv_grpo_zero_signal_groups", "groups whose G rewards were all equal", registry=r
         )
+        self.c_media = Counter(
+            "erv_grpo_media_errors", "prompts skipped because their clip could not be read", registry=r
+        )
         self._server, _thread = start_http_server(port, addr=host, registry=r)
         self.prometheus_port = self._server.server_port
 
@@ -108,6 +111,7 @@ class MetricsSink:
             self.g_sampler_diff.set(record.get("sampler_logprob_abs_diff", 0.0))
             self.g_sync_diff.set(record.get("sync_logprob_abs_diff", 0.0))
             self.c_zero.inc(record.get("zero_signal_groups", 0))
+            self.c_media.inc(record.get("media_errors", 0))
 
     def close(self) -> None:
         if self._tb is not None:

@@ -19,12 +19,14 @@ import contextlib
 import copy
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
@@ -93,6 +95,10 @@ class Learner:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.sharded = config.strategy == "fsdp" and self.world_size > 1
+        # bf16 = autocast over fp32 master weights and AdamW state; auto resolved for this device here.
+        self.precision, why = choose_precision(config.precision, self.device, cpu_flags())
+        if self.rank == 0:
+            print(f"erv-grpo: learner precision {self.precision} ({why})", file=sys.stderr, flush=True)
         mm = multimodal.architecture(config.model)
         self.processor, self.export_prefix, self._saved, self._mrope = None, "", None, None
         if mm is None:
@@ -114,9 +120,11 @@ class Learner:
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)
         if self.sharded:
-            sharding.shard(self.policy, self.device, config.bf16, trainable=True)
+            sharding.shard(self.policy, self.device, self.precision == "bf16", trainable=True)
             offload = config.reference_offload == "cpu"
-            sharding.shard(self.reference, self.device, config.bf16, trainable=False, offload=offload)
+            sharding.shard(
+                self.reference, self.device, self.precision == "bf16", trainable=False, offload=offload
+            )
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.parameters() if p.requires_grad],
             lr=config.lr,
@@ -134,8 +142,8 @@ class Learner:
         return self._version
 
     def _autocast(self):
-        if self.device == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _all_reduce(self, t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:

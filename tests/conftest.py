@@ -6,6 +6,7 @@ import os
 import pytest
 
 import common  # noqa: F401  (hooks the first torchvision import: common/torchvision_ops.py)
+from tests.support.clips import clip_set  # noqa: F401  (the synthetic clips' session fixture)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
