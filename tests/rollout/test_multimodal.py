@@ -161,6 +161,29 @@ def test_worker_sends_media_once_per_prompt_and_the_learner_updates_on_its_group
     assert metrics["sampler_logprob_abs_diff"] <= PARITY
 
 
+def test_the_collective_transport_syncs_the_towers_too(omni):
+    from policy import weight_transport
+    from tests.rollout.test_weight_transport import free_port, in_thread
+
+    learner, engine = omni
+    port = free_port()
+    sender = in_thread(lambda: weight_transport.WeightSender("127.0.0.1", port, 2, timeout_s=60))
+    engine.open_weight_transport("127.0.0.1", port, 1, 2, 60)
+    sender = sender()
+    params = dict(learner.policy.named_parameters())
+    for k, name in enumerate(["visual.blocks.1.mlp.up_proj.weight", "audio_tower.layers.1.fc2.weight"]):
+        perturb(params[name], seed=10 + k, scale=0.5)
+    learner._version += 1  # a new version to send (as an update would make)
+    sent = in_thread(lambda: weight_transport.send(learner.policy, learner.version, 64 << 10, sender,
+                                                   prefix=learner.export_prefix))  # fmt: skip
+    assert engine.receive_weights() == learner.version
+    assert all(s.name.startswith("thinker.") for b in sent().buckets for s in b.slots)
+    diff = parity(learner, *sample(engine, audio=True, seed=7))
+    print(f"after a collective sync: {diff:.3g}")
+    assert diff <= PARITY
+    sender.close()
+
+
 def test_vl_parity_on_video_prompts(tmp_path):
     # Last in the module: a second engine in the process; deleting it tears down vLLM's parallel state.
     learner, engine = make_pair("vl", build_tiny_vl(tmp_path / "vl"))
