@@ -270,6 +270,7 @@ def _eval(args: argparse.Namespace) -> int:
     from rollout.engine import VllmEngine
 
     records = load_prompts(args.prompts or config.data.test_file)[: config.eval.limit]
+    media = _eval_media(records, config.data)  # clip prompts: decoded once (cache); a bad clip stops here
     judge = (
         erv_judge(erv_dir, config.eval.labels)
         if config.eval.judge == "erv"
@@ -282,11 +283,13 @@ def _eval(args: argparse.Namespace) -> int:
         with quiet_streams():  # vLLM's start-up output goes to the log file
             if engine is None:
                 engine = VllmEngine(path, dtype=rollout.engine_dtype()[0], max_model_len=rollout.max_model_len,
-                                    enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
+                                    enforce_eager=rollout.enforce_eager, env=rollout.engine_env(),
+                                    limit_mm_per_prompt=rollout.limit_mm_per_prompt,
+                                    mm_processor_kwargs=rollout.mm_processor_kwargs)  # fmt: skip
             else:  # same architecture: swap the weights in place instead of starting another engine
                 engine.load_weights(version, [_read_weights(path)])
             metrics = evaluate_policy(
-                engine.generate, records, judge, config.eval, name, args.output, config.run.seed
+                engine.generate, records, judge, config.eval, name, args.output, config.run.seed, media
             )
         results[name] = metrics
         print(f"{name}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()), file=sys.stderr)
@@ -295,6 +298,16 @@ def _eval(args: argparse.Namespace) -> int:
     if args.output:
         (args.output / "eval.md").write_text(table + "\n")
     return 0
+
+
+def _eval_media(records, data) -> list | None:
+    """Each record's decoded clip (None for text); None when no record has one. MediaError names a bad file."""
+    if not any(r.has_media for r in records):
+        return None
+    from orchestrator.media_loader import MediaLoader
+
+    loader = MediaLoader.from_config(data)
+    return [loader.load(r) if r.has_media else None for r in records]
 
 
 def _read_weights(folder: str) -> list:

@@ -47,6 +47,27 @@ class PromptRecord:
         return self.video if self.audio == FROM_VIDEO else self.audio
 
 
+def model_prompt(record: PromptRecord) -> str | list[dict]:
+    """What the engine gets: the record's prompt, with typed video/audio parts before the question for a clip.
+
+    The model's chat template renders the parts as its own placeholders (Qwen2.5-Omni: <|VIDEO|>,
+    <|AUDIO|>); text rows are returned unchanged. Messages: the parts go into the last user turn.
+    """
+    if not record.has_media:
+        return record.prompt
+    parts = [{"type": "video"}] * (record.video is not None) + [{"type": "audio"}] * (
+        record.audio is not None
+    )
+    if isinstance(record.prompt, str):
+        return [{"role": "user", "content": [*parts, {"type": "text", "text": record.prompt}]}]
+    messages = [dict(m) for m in record.prompt]
+    last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages) - 1)
+    content = messages[last]["content"]
+    text = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    messages[last]["content"] = [*parts, *text]
+    return messages
+
+
 def load_prompts(path: str | Path) -> list[PromptRecord]:
     """Read and validate a prompt JSONL; a bad line exits with its file, line number and field."""
     records = []

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchestrator.config import EvalConfig
-from orchestrator.data import PromptRecord
+from orchestrator.data import PromptRecord, model_prompt
 from orchestrator.errors import OrchestratorError
 from orchestrator.eval_metrics import all_metrics
 from reward_service.core.labels import normalize
@@ -80,15 +80,25 @@ def score_texts(texts: list[str], records: Sequence[PromptRecord], judge: Judge)
 
 
 def generate_texts(
-    generate: Callable, records: Sequence[PromptRecord], cfg: EvalConfig, seed: int = 0
+    generate: Callable,
+    records: Sequence[PromptRecord],
+    cfg: EvalConfig,
+    seed: int = 0,
+    media: Sequence[dict | None] | None = None,
 ) -> list[str]:
-    """One completion per record at the paper's eval settings; `generate` is VllmEngine.generate-like."""
+    """One completion per record at the paper's eval settings; `generate` is VllmEngine.generate-like.
+
+    `media[i]`: record i's decoded clip (MediaLoader.load), None for a text record; clip records get
+    the model's placeholders before their question.
+    """
+    mm = {"media": list(media)} if media is not None and any(m is not None for m in media) else {}
     groups = generate(
-        [r.prompt for r in records],
+        [model_prompt(r) for r in records],
         n=1,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
         seeds=[seed + i for i in range(len(records))],
+        **mm,
     )
     return [g.completions[0].text for g in groups]
 
@@ -101,9 +111,10 @@ def evaluate_policy(
     name: str,
     out_dir: Path | None = None,
     seed: int = 0,
+    media: Sequence[dict | None] | None = None,
 ) -> dict:
     """One policy's metrics on `records` (what `erv-grpo eval` and the demo run); eval_<name>.json into out_dir."""
-    texts = generate_texts(generate, records, cfg, seed=seed)
+    texts = generate_texts(generate, records, cfg, seed=seed, media=media)
     metrics, rows = score_texts(texts, records, judge)
     if out_dir is not None:
         write_eval(out_dir, name, metrics, rows)

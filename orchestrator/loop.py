@@ -15,10 +15,11 @@ from pathlib import Path
 
 from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
-from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.data import PromptSampler, load_prompts, model_prompt
 from orchestrator.data_commands import require_good_prompt_file
-from orchestrator.errors import OrchestratorError, RewardProcessError
+from orchestrator.errors import MediaError, OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
+from orchestrator.media_loader import MediaLoader, take_with_media
 from orchestrator.tracking import MetricsSink, read_metrics
 from orchestrator.weight_sync import Probe, WeightSyncError, bf16_floor, logprob_abs_diff, verdict
 from orchestrator.weight_transport import open_transport
@@ -35,11 +36,13 @@ def train(
         bar = run.progress_bar()
         for step in range(run.step + 1, config.run.steps + 1):
             t0 = time.perf_counter()
-            prompts = run.sampler.take(config.run.prompts_per_step)
+            prompts = run.take_prompts(config.run.prompts_per_step)  # with their clips decoded (cached)
             groups, stats = run.rollouts_with_rewards(
                 prompts, step
             )  # generate + reward (streamed, overlapped)
-            batch = build_batch(groups, config.rollout.group_size, run.version)  # group-relative advantages
+            batch = build_batch(  # group-relative advantages; each clip travels once with its group
+                groups, config.rollout.group_size, run.version, media=run.media_of(groups)
+            )
             t1 = time.perf_counter()
             update = run.learner.update(batch)  # GRPO loss with KL to the frozen reference
             t2 = time.perf_counter()
@@ -87,6 +90,9 @@ class TrainingRun:
         self.sampler = PromptSampler(
             load_prompts(config.data.train_file), config.run.seed, config.data.shuffle
         )
+        self.media_loader = MediaLoader.from_config(config.data)
+        self.media: dict[str, dict] = {}  # prompt_id -> decoded clip, of this step's prompts
+        self.media_errors = 0  # clips that failed this step (their prompts were replaced)
         self.step = 0
         if resume:
             self._restore()
@@ -108,16 +114,36 @@ class TrainingRun:
         )
         self.paused_seconds = 0.0
 
-    # -- rollouts -------------------------------------------------------------------------------
+    # -- prompts and rollouts --------------------------------------------------------------------
+    def take_prompts(self, count: int, new_step: bool = True) -> list:
+        """The sampler's next `count` prompts whose clips decode; an unreadable clip's prompt is replaced."""
+        if new_step:
+            self.media, self.media_errors = {}, 0
+        records, media, errors = take_with_media(
+            self.sampler, count, self.media_loader, self.config.data.on_media_error
+        )
+        for err in errors:
+            print(f"erv-grpo: warning: clip skipped: {err}", file=sys.stderr, flush=True)
+        self.media_errors += len(errors)
+        self.media.update({r.id: m for r, m in zip(records, media, strict=True) if m is not None})
+        return records
+
+    def media_of(self, groups: list[ScoredGroup]) -> dict[str, dict] | None:
+        """prompt_id -> media of the groups' prompts; None in a text-only step (the batch stays text)."""
+        media = {g.prompt_id: self.media[g.prompt_id] for g in groups if g.prompt_id in self.media}
+        return media or None
+
     def rollouts_with_rewards(self, prompts, step: int) -> tuple[list[ScoredGroup], dict]:
         """Scored groups for `prompts`; with dynamic sampling, zero-signal groups are replaced (bounded)."""
         groups, stats = self._scored(prompts, step, round_=0)
+        stats["media_errors"] = self.media_errors
         if not self.config.dynamic_sampling.enabled:
             stats["zero_signal_groups"] = sum(is_zero_signal(g) for g in groups)
             return groups, stats
 
         def draw(count: int, round_: int) -> list[ScoredGroup]:
-            extra, extra_stats = self._scored(self.sampler.take(count), step, round_)
+            extra, extra_stats = self._scored(self.take_prompts(count, new_step=False), step, round_)
+            stats["media_errors"] = self.media_errors
             for key in ("phase/generate", "phase/reward_wait", "completion_tokens"):
                 stats[key] += extra_stats[key]
             return extra
@@ -130,7 +156,13 @@ class TrainingRun:
         cfg, ray = self.config, self._ray
         workers = self.cluster.workers
         requests = [
-            RolloutRequest(p.id, p.prompt, p.ground_truth, request_seed(cfg.run.seed, step, p.id, round_))
+            RolloutRequest(
+                p.id,
+                model_prompt(p),
+                p.ground_truth,
+                request_seed(cfg.run.seed, step, p.id, round_),
+                self.media.get(p.id),
+            )
             for p in prompts
         ]
         attempt = 0
@@ -205,13 +237,15 @@ class TrainingRun:
         """
         guard, ray = self.config.sync_guard, self._ray
         warn_above, stop_above, warn_what, stop_what = guard.limits(self.precisions, self.bf16_floor)
-        prompts = self.sampler.records[: guard.probe_prompts]
+        prompts, media = self._probe_prompts(guard.probe_prompts)
         seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
-        calls = [w.probe.remote([p.prompt for p in prompts], max_tokens=guard.probe_tokens, seeds=seeds)
-                 for w in workers]  # fmt: skip
+        mm = {"media": media} if any(media) else {}  # multimodal prompts are probed with their clips
+        calls = [w.probe.remote([model_prompt(p) for p in prompts], max_tokens=guard.probe_tokens,
+                                seeds=seeds, **mm) for w in workers]  # fmt: skip
         worst = 0.0
         for probe in (Probe(**r) for r in ray.get(calls)):
-            learner = self.learner.logprobs(probe.prompt_token_ids, probe.token_ids)
+            learner = self.learner.logprobs(probe.prompt_token_ids, probe.token_ids,
+                                            **(mm and {**mm, "prompt_texts": probe.prompt_texts}))  # fmt: skip
             mean, largest = logprob_abs_diff(probe.logprobs, learner)
             worst = max(worst, mean)
             where = (
@@ -230,6 +264,20 @@ class TrainingRun:
         if self.bf16_floor is None and guard.calibrates(self.precisions):
             self.bf16_floor = bf16_floor(worst, guard, self.version)
         return worst
+
+    def _probe_prompts(self, count: int) -> tuple[list, list[dict | None]]:
+        """The first `count` prompts of the file whose clips decode (from the cache), with their media."""
+        prompts, media = [], []
+        for record in self.sampler.records:
+            if len(prompts) == count:
+                break
+            try:
+                item = self.media_loader.load(record) if record.has_media else None
+            except MediaError:
+                continue  # counted when the sampler reaches it; the guard probes another prompt
+            prompts.append(record)
+            media.append(item)
+        return prompts, media
 
     def add_workers(self, count: int) -> None:
         """Scale rollout out between steps: start `count` workers and give them the current weights."""
