@@ -136,6 +136,12 @@ class VllmEngine:
             if media[i]:
                 texts[i] = self.prompt_text(prompt)
                 request = {"prompt": texts[i], "multi_modal_data": multi_modal_data(media[i])}
+                if media[i].get("video") is not None:
+                    # The Omni processor takes the frame rate as a kwarg, not from the frames' metadata
+                    # (else 2 fps): the temporal rotary step must match the learner's processor.
+                    request["mm_processor_kwargs"] = {
+                        "fps": float(media[i].get("video_fps") or DEFAULT_VIDEO_FPS)
+                    }
                 ids = self.tokenizer(texts[i], add_special_tokens=False)["input_ids"]  # before expansion
             else:
                 ids = self.prompt_token_ids(prompt)

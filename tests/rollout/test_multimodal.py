@@ -37,8 +37,10 @@ def omni(tmp_path_factory):
     del engine
 
 
-def sample(engine, audio: bool, seed: int = 0, n_prompts: int = 2, max_tokens: int = 24):
+def sample(engine, audio: bool, seed: int = 0, n_prompts: int = 2, max_tokens: int = 24, fps=None):
     media = [make_media(seed=seed + i, audio=audio) for i in range(n_prompts)]
+    for m in media if fps is not None else []:
+        m["video_fps"] = fps  # as the clip decoder reports it (8 frames of a 2 s clip: 4 fps)
     prompts = [clip_messages(audio=audio)] * n_prompts
     groups = engine.generate(prompts, n=2, temperature=1.0, max_tokens=max_tokens,
                              seeds=[seed + i for i in range(n_prompts)], media=media)  # fmt: skip
@@ -62,6 +64,15 @@ def test_omni_parity_on_video_and_audio_prompts(omni):
     diff = parity(learner, groups, media)  # also checks the learner's prompt ids equal the engine's
     print(f"omni parity (video + audio): mean |sampler - learner| = {diff:.3g}")
     assert diff <= PARITY
+
+
+@pytest.mark.parametrize("fps", [4.0, 1.0])
+def test_omni_parity_at_the_clips_frame_rate(omni, fps):
+    # The frame rate sets the temporal rotary step; vLLM's Omni processor reads it only as a kwarg
+    # (without it, 2 fps): a 4 fps clip was 2.4e-3 off before the engine passed it per request.
+    learner, engine = omni
+    groups, media = sample(engine, audio=True, fps=fps)
+    assert parity(learner, groups, media) <= PARITY
 
 
 def test_placeholders_are_never_sampled_even_when_heavily_favoured(omni):
@@ -188,9 +199,10 @@ def test_vl_parity_on_video_prompts(tmp_path):
     # Last in the module: a second engine in the process; deleting it tears down vLLM's parallel state.
     learner, engine = make_pair("vl", build_tiny_vl(tmp_path / "vl"))
     try:
-        groups, media = sample(engine, audio=False)
-        diff = parity(learner, groups, media)
-        print(f"Qwen2.5-VL parity (video): mean |sampler - learner| = {diff:.3g}")
-        assert diff <= PARITY
+        for fps in (None, 4.0):
+            groups, media = sample(engine, audio=False, fps=fps)
+            diff = parity(learner, groups, media)
+            print(f"Qwen2.5-VL parity (video, fps {fps}): mean |sampler - learner| = {diff:.3g}")
+            assert diff <= PARITY
     finally:
         del engine
