@@ -161,6 +161,36 @@ def run_bench(args) -> int:
     return 0
 
 
+def run_clip_bench(args) -> int:
+    """`bench rollout --clips FILE`: orchestrator/bench_clips.py's timing into --output (rollout_clips.json)."""
+    from orchestrator.bench_clips import clip_rollout_steps
+    from orchestrator.config import load_config
+
+    config = load_config(args.config, [])
+    model = str(args.model or config.learner.model)
+    if not Path(model).is_dir():
+        raise OrchestratorError(
+            f"--model {model} is not a model folder (e.g. `erv-grpo models tiny-omni {model}`)"
+        )
+    if args.epochs < 2:
+        raise OrchestratorError(
+            "--epochs must be >= 2: the share after every clip was seen needs a second pass"
+        )
+    out = args.output or Path("bench/results/rollout_clips.json")
+    load_before = os.getloadavg()
+    result = {"benchmark": "rollout_clips", "config": str(args.config),
+              **clip_rollout_steps(config, args.clips, model, args.epochs, args.group_size, args.max_tokens)}  # fmt: skip
+    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                         "load_average_before": load_before, "load_average_after": os.getloadavg()}  # fmt: skip
+    result["goals"] = {"media_share after every clip was seen <= 0.05":
+                       result["after_first_epoch"].get("media_share", 1.0) <= 0.05}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("first_epoch", "after_first_epoch", "goals")}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
 def compare_generators(args, model: str, prompts: list[str], result: dict) -> None:
     result["generate_compare"] = {
         "model": model,

@@ -167,8 +167,18 @@ def register(sub, groups) -> None:
         "--workload` file); no timing",
     )
     bench.add_argument(
-        "--output", type=Path, default=Path("bench/results/rollout.json"), help="JSON result file"
+        "--clips", type=Path, default=None, metavar="JSONL",
+        help="bench clip-prompt rollouts instead (tokens/s, decode-cache hit rate, media share of step time); "
+        "model and settings from --config; output default bench/results/rollout_clips.json",
+    )  # fmt: skip
+    bench.add_argument(
+        "--config",
+        type=Path,
+        default=Path("configs/tiny-omni.yaml"),
+        help="with --clips (default %(default)s)",
     )
+    bench.add_argument("--epochs", type=int, default=2, help="with --clips: passes over the file (default 2)")
+    bench.add_argument("--output", type=Path, default=None, help="JSON result file")
     bench.set_defaults(func=_bench_rollout)
 
     export = sub.add_parser(
@@ -320,7 +330,11 @@ def _read_weights(folder: str) -> list:
 
 
 def _bench_rollout(args: argparse.Namespace) -> int:
-    from orchestrator.bench import run_bench
+    from orchestrator.bench import run_bench, run_clip_bench
+
+    if args.clips is not None:
+        return run_clip_bench(args)
+    args.output = args.output or Path("bench/results/rollout.json")
 
     samples = not args.skip_compare or args.save_groups is not None  # these parts run the policy
     if args.model is None and samples:

@@ -70,7 +70,13 @@ def test_every_completion_of_every_clip_prompt_is_scored(omni_run):
 
 
 def test_the_loss_moves_and_the_engines_get_the_new_weights_with_parity(omni_run):
-    records, _, versions = omni_run
+    records, seen, versions = omni_run
+    for r, (groups, _) in zip(records, seen, strict=True):
+        print(
+            f"step {r['step']}: rewards {[round(x, 3) for g in groups for x in g.totals]}, loss {r['loss']:.4g}, "
+            f"kl {r['kl']:.3g}, sync parity {r['sync_logprob_abs_diff']:.3g}, "
+            f"sampler parity {r['sampler_logprob_abs_diff']:.3g}, media_errors {r['media_errors']}"
+        )
     assert versions == [[1, 1], [2, 2], [3, 3]]
     for r in records:
         assert r["sampled_version"] == r["step"] - 1 and r["policy_version"] == r["step"]
