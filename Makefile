@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv sysdeps models clips demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
+.PHONY: venv sysdeps models clips omni-demo demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
 # then drop the registry's CUDA torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines");
@@ -35,6 +35,11 @@ clips: venv sysdeps
 
 models: venv
 	$(VENV)/bin/erv-grpo models prepare
+
+# GRPO on the synthetic clips with a tiny random Qwen2.5-Omni thinker (configs/tiny-omni.yaml), built on demand.
+omni-demo: venv models clips
+	test -d .cache/models/tiny-omni || $(VENV)/bin/erv-grpo models tiny-omni .cache/models/tiny-omni
+	$(VENV)/bin/erv-grpo train --config configs/tiny-omni.yaml
 
 demo: venv models
 	$(VENV)/bin/erv-grpo demo

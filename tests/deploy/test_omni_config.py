@@ -22,6 +22,7 @@ def test_omni_config_has_what_a_7b_clip_run_needs():
     assert c.rollout.mm_processor_kwargs == c.learner.mm_processor_kwargs
     assert c.rollout.mm_processor_kwargs["min_pixels"] <= c.rollout.mm_processor_kwargs["max_pixels"]
     assert "omni" in c.learner.model and c.data.video_max_pixels == 384 * 384
+    assert c.data.media_cache_dir.startswith(c.run.output_dir + "/")  # on a volume the driver pod mounts
 
 
 def test_a100_overlay_agrees_with_the_omni_config(rendered):
