@@ -5,8 +5,8 @@ prompts_per_step clip prompts with their media (MediaLoader: PyAV decode on a ca
 content-addressed cache after), samples G completions per prompt, then runs the learner's processor
 once per prompt (what the learner does before its forward). Reported: completion tokens/s, the
 decode-cache hit rate, and the share of step time spent decoding and preprocessing media, for the
-first epoch (every clip decoded) and the later ones (every clip seen). vLLM's own preprocessing of
-the media is inside its generate time and is not split out here.
+first epoch (every clip decoded) and the later ones (every clip seen), after a warm-up. vLLM's own
+preprocessing of the media is inside its generate time and is not split out here.
 """
 
 from __future__ import annotations
@@ -33,12 +33,17 @@ def clip_rollout_steps(config, clips_file: Path, model: str, epochs: int, group_
     per_step = config.run.prompts_per_step
     rollout = config.rollout
     with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:  # a cold cache: epoch 1 decodes
-        loader = MediaLoader(cache_dir or tmp, config.data.video_max_pixels)
+        loader = MediaLoader(cache_dir or Path(tmp) / "media", config.data.video_max_pixels)
         engine = VllmEngine(model, dtype=rollout.engine_dtype()[0], max_model_len=rollout.max_model_len,
                             enforce_eager=rollout.enforce_eager, env=rollout.engine_env(),
                             limit_mm_per_prompt=rollout.limit_mm_per_prompt,
                             mm_processor_kwargs=rollout.mm_processor_kwargs)  # fmt: skip
         processor = MediaProcessor(model, config.learner.mm_processor_kwargs)
+        # Warm-up (compilation, first-call allocations) on one clip decoded outside the timed loader.
+        first = next(r for r in records if r.has_media)
+        warm = MediaLoader(Path(tmp) / "warm-up", config.data.video_max_pixels).load(first)
+        (group,) = engine.generate([model_prompt(first)], n=2, temperature=1.0, max_tokens=4, media=[warm])
+        processor(group.prompt_text, warm)
         sampler = PromptSampler(records, config.run.seed, shuffle=False)
         steps = []
         for step in range(epochs * math.ceil(len(records) / per_step)):
