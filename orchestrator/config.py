@@ -59,6 +59,19 @@ class RayConfig(_Strict):
     learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved for the learner actor")
 
 
+class RewardWeightsConfig(_Strict):
+    """Weights of the reward components in R (sent with every reward request of the run)."""
+
+    explanation: float = Field(
+        1.0, ge=0, allow_inf_nan=False, description="weight of R_E (paper: 1; R1-Omni: 0)"
+    )
+    format: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of R_format (paper: 1)")
+    answer: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of R_answer (paper: 1)")
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.explanation, self.format, self.answer)
+
+
 class RewardConfig(_Strict):
     address: str | None = Field(
         None, description="host:port of a running reward service; None: start one as a subprocess on loopback"
@@ -86,6 +99,10 @@ class RewardConfig(_Strict):
     )
     max_pause_s: float = Field(
         1800.0, gt=0, description="give up (exit with an error) after the service is down this long"
+    )
+    weights: RewardWeightsConfig = Field(
+        default_factory=RewardWeightsConfig,
+        description="explanation, format and answer weights of the total reward (default 1, 1, 1)",
     )
 
     @model_validator(mode="after")

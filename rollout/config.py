@@ -49,6 +49,11 @@ class RolloutConfig(BaseModel):
     reward_token_file: str | None = Field(
         None, description="file holding the bearer token of the reward service"
     )
+    reward_weights: tuple[float, float, float] | None = Field(
+        None,
+        description="(explanation, format, answer) weights sent with every reward request; None: the "
+        "service's own (the orchestrator fills this from reward.weights)",
+    )
 
     def engine_env(self) -> dict[str, str]:
         """Environment a rollout process needs before vLLM is imported (CPU settings when no GPU)."""

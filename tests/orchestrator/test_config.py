@@ -37,6 +37,11 @@ def test_dotted_overrides_parse_yaml_values():
         ("learner.kl_coef=abc", "learner.kl_coef: Input should be a valid number"),
         ("run.steps", "is not of the form key.path=value"),
         ("run.steps.x=1", "run.steps.x"),
+        (
+            "reward.weights.explanation=-1",
+            "reward.weights.explanation: Input should be greater than or equal to 0",
+        ),
+        ("reward.weights.answer=.inf", "reward.weights.answer: Input should be a finite number"),
     ],
 )
 def test_bad_values_are_named(override, message):
