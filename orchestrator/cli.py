@@ -18,6 +18,7 @@ GROUPS = {
     "reward": "run the ERV reward service",
     "models": "prepare the embedded models under .cache/models",
     "bench": "benchmarks; each writes a JSON result under bench/results/",
+    "experiment": "experiments built from training runs (the ERV ablation)",
 }
 
 

@@ -127,8 +127,10 @@ class EvalConfig(_Strict):
     temperature: float = Field(0.3, gt=0, description="sampling temperature of eval generation (paper: 0.3)")
     max_tokens: int = Field(512, ge=1, description="maximum completion tokens at eval (paper: 512)")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test prompts")
-    judge: Literal["erv", "llm"] = Field(
-        "erv", description="who labels the explanation: the ERV, or an LLM behind judge_url"
+    judge: Literal["erv", "llm", "tfidf"] = Field(
+        "erv",
+        description="who labels the explanation: the ERV, an LLM behind judge_url, or tfidf (TF-IDF + logistic "
+        "regression trained on half of data/erv: orchestrator/judge.py, the ablation's judge)",
     )
     judge_url: str | None = Field(None, description="OpenAI-compatible base URL of the LLM judge (…/v1)")
     judge_model: str | None = Field(None, description="model name sent to the LLM judge")

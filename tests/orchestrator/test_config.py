@@ -72,3 +72,28 @@ def test_every_command_has_help(argv, capsys):
     assert err.value.code == 0
     out = capsys.readouterr().out
     assert "usage: erv-grpo" in out and "--" in out
+
+
+def test_ablation_configs_validate_and_arms_differ_only_in_run_and_weights():
+    from orchestrator.experiment_config import load_ablation_config
+
+    real = load_ablation_config("configs/ablation.yaml")
+    assert real.train.run.steps >= 30 and real.train.rollout.group_size == 16
+    assert real.eval_steps() == [0, 5, 10, 15, 20, 25, 30] and real.experiment.eval_limit is None
+    erv, no_erv = (real.arm_config(a, "/cold") for a in real.experiment.arms)
+    assert erv.reward.weights.as_tuple() == (1, 1, 1) and no_erv.reward.weights.as_tuple() == (0, 1, 1)
+    assert erv.learner.model == no_erv.learner.model == "/cold"
+    assert erv.run.seed == no_erv.run.seed and erv.run_dir() != no_erv.run_dir()
+    assert erv.model_dump(exclude={"run": {"name"}, "reward": {"weights"}}) == no_erv.model_dump(
+        exclude={"run": {"name"}, "reward": {"weights"}}
+    )
+    with pytest.raises(ConfigError, match="reference_arm"):
+        load_ablation_config("configs/ablation.yaml", ["experiment.reference_arm=none"])
+    with pytest.raises(ConfigError, match=r"experiment\.arms\.1\.weights\.explanation"):
+        load_ablation_config(
+            "configs/ablation.yaml",
+            [
+                "experiment.arms=[{name: a, weights: {}}, {name: b, weights: {explanation: -1}}]",
+                "experiment.reference_arm=a",
+            ],
+        )
