@@ -42,8 +42,10 @@ def plot_metric(metric: str, evals: dict[str, list[dict]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     for arm, rows in evals.items():
         steps = [r["step"] for r in rows]
         ax.plot(steps, [100 * r["metrics"][metric] for r in rows], marker="o", label=arm)
