@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reward_service.core.reward import RewardWeights
 
 # vLLM on a CPU-only host (docs/DESIGN.md, "CPU-only machines"): in-process engine core, thread binding, a small KV cache.
 CPU_VLLM_ENV = {
@@ -54,6 +56,13 @@ class RolloutConfig(BaseModel):
         description="(explanation, format, answer) weights sent with every reward request; None: the "
         "service's own (the orchestrator fills this from reward.weights)",
     )
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _valid_weights(cls, value):
+        if value is not None:
+            RewardWeights(*value)  # finite and >= 0, or a ValueError naming the component
+        return value
 
     def engine_env(self) -> dict[str, str]:
         """Environment a rollout process needs before vLLM is imported (CPU settings when no GPU)."""

@@ -117,3 +117,10 @@ def test_reward_weights_of_the_config_go_with_every_request():
             worker.close()
         got = seen[-1]
         assert (got if got is None else (got.explanation, got.format, got.answer)) == want
+
+
+def test_bad_reward_weights_fail_at_config_time_naming_the_component():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="weights.format: must be finite and >= 0"):
+        RolloutConfig(reward_weights=(1.0, -1.0, 1.0))
