@@ -57,6 +57,8 @@ def test_missing_reward_target_and_missing_file():
 
 
 def test_cli_reports_config_errors_in_one_line(capsys):
+    with pytest.raises(SystemExit, match=r"erv-grpo: error: configs/ablation.yaml: experiment\.eval_every"):
+        main(["experiment", "ablation", "--config", "configs/ablation.yaml", "experiment.eval_every=0"])
     with pytest.raises(SystemExit, match="erv-grpo: error: configs/tiny.yaml: rollout.bogus"):
         main(["train", "--config", "configs/tiny.yaml", *FILL, "rollout.bogus=1"])
     with pytest.raises(SystemExit, match="--resume /no/such/run is not a run folder"):
@@ -64,8 +66,10 @@ def test_cli_reports_config_errors_in_one_line(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["bench", "rollout", "--help"]]
-)
+    "argv",
+    [["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["bench", "rollout", "--help"],
+     ["experiment", "ablation", "--help"], ["experiment", "judge", "--help"]],
+)  # fmt: skip
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as err:
         main(argv)

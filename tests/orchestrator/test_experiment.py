@@ -45,6 +45,7 @@ def finished(tmp_path_factory):
             experiment.run_ablation(config)
         exp_dir = config.experiment_dir()
         stopped = {p.name: p.read_text() for p in (exp_dir / "erv" / "evals").glob("*.json")}
+        stopped["no-erv step 1"] = (exp_dir / "no-erv" / "metrics.jsonl").read_text().splitlines()[0]
         first_calls = list(calls)
         experiment.run_ablation(config)  # the same command again
     finally:
@@ -56,7 +57,11 @@ def test_stopped_experiment_continues_where_it_stopped(finished):
     config, exp_dir, stopped, first_calls, second_calls = finished
     assert first_calls == [("erv", 0), ("erv", 1), ("erv", 2), ("no-erv", 0), ("no-erv", 1)]
     assert second_calls == [("no-erv", 1), ("no-erv", 2)]  # erv is not touched again
+    step1 = stopped.pop("no-erv step 1")
     assert {p.name: p.read_text() for p in (exp_dir / "erv" / "evals").glob("*.json")} == stopped
+    # no-erv continued from its step-1 checkpoint: step 1 was not trained again (its record, timings
+    # included, is the one written before the stop).
+    assert (exp_dir / "no-erv" / "metrics.jsonl").read_text().splitlines()[0] == step1
     for arm in ("erv", "no-erv"):
         assert sorted(p.name for p in (exp_dir / arm / "evals").glob("*.json")) == [
             "step-000000.json", "step-000001.json", "step-000002.json",
