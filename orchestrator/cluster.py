@@ -56,6 +56,7 @@ class Cluster:
             update={
                 "reward_tls_ca": rollout.reward_tls_ca or reward.tls_ca,
                 "reward_token_file": rollout.reward_token_file or reward.token_file,
+                "reward_weights": reward.weights.as_tuple(),
             }
         )
         new = self._start_workers(

@@ -171,6 +171,8 @@ def register(sub, groups) -> None:
     )
     bench.set_defaults(func=_bench_rollout)
 
+    _register_experiment(groups["experiment"])
+
     export = sub.add_parser(
         "export-hf",
         help="consolidate a learner checkpoint (ddp or fsdp-sharded) into a Hugging Face folder",
@@ -181,6 +183,68 @@ def register(sub, groups) -> None:
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder")
     export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="new (or empty) output folder")
     export.set_defaults(func=_export_hf)
+
+
+def _register_experiment(group) -> None:
+    ablation = group.add_parser(
+        "ablation",
+        help="the ERV ablation: arms erv (1,1,1) and no-erv (0,1,1) from one cold start, evaluated every K steps",
+        description="Train each arm of the config (same cold start, seeds and prompt order; only the reward "
+        "weights differ), evaluate it every K steps on the test prompts with a judge that is not the reward, and "
+        "write EXPERIMENT_DIR/report.md with bootstrap 95%% intervals and one PNG per metric. Rerun the same "
+        "command to continue a stopped experiment.",
+    )
+    ablation.add_argument(
+        "--config", type=Path, required=True, help="YAML AblationConfig (configs/ablation.yaml)"
+    )
+    ablation.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.run.steps=4"
+    )
+    _add_verbose(ablation)
+    ablation.set_defaults(func=_ablation)
+
+    judge = group.add_parser(
+        "judge",
+        help="train the TF-IDF judge on its half of data/erv; print its held-out quality and agreement with an ERV",
+        description="Held-out macro-F1, accuracy and EPC/EEA decision accuracy of the ablation's judge, and its "
+        "agreement with the reward ERV on the held-out half (JSON on stdout).",
+    )
+    judge.add_argument("--erv-dir", type=Path, default=DEFAULT_CACHE / "erv-minilm", help="reward ERV folder")
+    judge.add_argument("--seed", type=int, default=0, help="seed of the halves and the training")
+    judge.set_defaults(func=_judge)
+
+
+def _ablation(args: argparse.Namespace) -> int:
+    from orchestrator.experiment_config import load_ablation_config
+
+    overrides = list(args.overrides) + (["train.run.verbose=true"] if args.verbose else [])
+    config = load_ablation_config(args.config, overrides)  # fails here, named, before anything starts
+    from orchestrator.experiment import run_ablation
+
+    print(f"experiment folder: {run_ablation(config)}")
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.config import EvalConfig
+    from orchestrator.judge import judge_quality, train_judge
+
+    erv = None
+    if (args.erv_dir / "model.onnx").is_file():
+        from reward_service.erv.model import ErvModel
+
+        erv = ErvModel.load(args.erv_dir, num_threads=1)
+    else:
+        print(f"no ERV at {args.erv_dir}: agreement not measured", file=sys.stderr)
+    judge, held_out = train_judge(".", args.seed)
+    labels = EvalConfig().labels
+    report = judge_quality(judge, held_out, labels, erv)
+    unseen = [s for s in held_out if s.source.endswith("test.jsonl")]  # the ERV never trained on these
+    report["erv_unseen_subset"] = judge_quality(judge, unseen, labels, erv)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _export_hf(args: argparse.Namespace) -> int:
@@ -270,11 +334,14 @@ def _eval(args: argparse.Namespace) -> int:
     from rollout.engine import VllmEngine
 
     records = load_prompts(args.prompts or config.data.test_file)[: config.eval.limit]
-    judge = (
-        erv_judge(erv_dir, config.eval.labels)
-        if config.eval.judge == "erv"
-        else llm_judge(config.eval.judge_url, config.eval.judge_model, config.eval.labels)
-    )
+    if config.eval.judge == "tfidf":
+        from orchestrator.judge import train_judge
+
+        judge = train_judge(".")[0].judge(config.eval.labels)
+    elif config.eval.judge == "erv":
+        judge = erv_judge(erv_dir, config.eval.labels)
+    else:
+        judge = llm_judge(config.eval.judge_url, config.eval.judge_model, config.eval.labels)
     rollout = config.rollout
     engine = None
     results = {}

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.precision import ENGINE_DTYPES, choose_precision, cpu_flags
+from reward_service.core.reward import RewardWeights
 
 # vLLM on a CPU-only host (docs/DESIGN.md, "CPU-only machines"): in-process engine core, thread binding, a small KV cache.
 CPU_VLLM_ENV = {
@@ -65,6 +66,18 @@ class RolloutConfig(BaseModel):
     reward_token_file: str | None = Field(
         None, description="file holding the bearer token of the reward service"
     )
+    reward_weights: tuple[float, float, float] | None = Field(
+        None,
+        description="(explanation, format, answer) weights sent with every reward request; None: the "
+        "service's own (the orchestrator fills this from reward.weights)",
+    )
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _valid_weights(cls, value):
+        if value is not None:
+            RewardWeights(*value)  # finite and >= 0, or a ValueError naming the component
+        return value
 
     @field_validator("dtype", mode="before")
     @classmethod

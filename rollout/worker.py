@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reward_service.core.reward import Completion
+from reward_service.core.reward import Completion, RewardWeights
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
 
@@ -150,8 +150,9 @@ class RolloutWorker:
 
     async def _client_score(self, completions: list[Completion], request_id: str) -> dict:
         return await self._client.score(
-            completions, request_id=request_id, deadline_s=self.config.reward_deadline_s
-        )
+            completions, request_id=request_id, deadline_s=self.config.reward_deadline_s,
+            weights=None if self.config.reward_weights is None else RewardWeights(*self.config.reward_weights),
+        )  # fmt: skip
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
