@@ -16,7 +16,10 @@ from rollout.worker import ScoredGroup
 
 
 def build_batch(groups: list[ScoredGroup], group_size: int, version: int) -> RolloutBatch:
-    """Flatten scored groups (B groups of G) into the learner's batch with advantages (r - mean_g) / (std_g + eps)."""
+    """Flatten scored groups (B groups of G) into the learner's batch with advantages (r - mean_g) / (std_g + eps).
+
+    `version` is the learner's now; rows keep the version that sampled them (older ones with async rollouts).
+    """
     rewards = torch.tensor([r for g in groups for r in g.totals], dtype=torch.float32)  # (B*G,)
     advantages = group_advantages(rewards, group_size)  # (B*G,)
     rows = [(g, c, cid) for g in groups for c, cid in zip(g.completions, g.completion_ids, strict=True)]
@@ -26,7 +29,8 @@ def build_batch(groups: list[ScoredGroup], group_size: int, version: int) -> Rol
         advantages=advantages.tolist(),
         sampler_logprobs=[c.logprobs for _, c, _ in rows],
         completion_ids=[cid for _, _, cid in rows],
-        policy_version=version,
+        policy_version=min([g.policy_version for g in groups], default=version),
+        sampled_versions=[g.policy_version for g, _, _ in rows],
     )
 
 
