@@ -1,4 +1,4 @@
-"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, export-hf, models prepare, bench rollout.
+"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, scale, export-hf, models prepare, bench rollout/async.
 
 Runs in the user's shell process; heavy imports (ray, vllm, torch) happen inside the handlers.
 """
@@ -159,6 +159,24 @@ def register(sub, groups) -> None:
     )
     bench.set_defaults(func=_bench_rollout)
 
+    from orchestrator.bench_async import register as register_bench_async
+
+    register_bench_async(groups)
+
+    scale = sub.add_parser(
+        "scale",
+        help="resize a running job's rollout pool (applied at its next step boundary)",
+        description="Ask the training job writing RUN_DIR to run N rollout workers (1 .. rollout.max_workers). "
+        "The job applies it at its next step boundary (starting workers when Ray has room for them) and "
+        "answers with the pool's new size, which this command prints.",
+    )
+    scale.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the running job's run folder")
+    scale.add_argument("--rollout-workers", type=int, required=True, metavar="N", help="new pool size")
+    scale.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for the answer (default %(default)s)"
+    )
+    scale.set_defaults(func=_scale)
+
     export = sub.add_parser(
         "export-hf",
         help="consolidate a learner checkpoint (ddp or fsdp-sharded) into a Hugging Face folder",
@@ -169,6 +187,19 @@ def register(sub, groups) -> None:
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder")
     export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="new (or empty) output folder")
     export.set_defaults(func=_export_hf)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from orchestrator.scale import request_scale
+
+    got = request_scale(args.run_dir, args.rollout_workers, timeout_s=args.timeout)
+    note = (
+        ""
+        if got["rollout_workers"] == got["target"]
+        else f" (target {got['target']}: waiting for room in Ray)"
+    )
+    print(f"rollout workers: {got['rollout_workers']}{note}, after step {got['applied_after_step']}")
+    return 0
 
 
 def _export_hf(args: argparse.Namespace) -> int:
