@@ -62,10 +62,13 @@ def test_eta_zero_is_the_synchronous_loop(synchronous):
         assert "overlap_seconds" not in r and r["rollout_worker_restarts"] == 0
 
 
-def test_eta_one_overlaps_generation_with_the_update_within_the_bound(base, cluster, synchronous):
-    records = read_metrics(
-        train(base("run.name=eta1", "run.max_staleness=1", "run.steps=4"), cluster=cluster)
-    )
+@pytest.fixture(scope="module")
+def async_run(base, cluster):
+    return read_metrics(train(base("run.name=eta1", "run.max_staleness=1", "run.steps=4"), cluster=cluster))
+
+
+def test_eta_one_overlaps_generation_with_the_update_within_the_bound(async_run, synchronous):
+    records = async_run
     _full_batches(records)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(r["staleness/max"] <= 1 for r in records)
@@ -76,6 +79,25 @@ def test_eta_one_overlaps_generation_with_the_update_within_the_bound(base, clus
     # stale rows carry the decoupled-PPO weight; the data order is the synchronous run's
     assert all(r["is_weight_mean"] != 1.0 for r in records[1:])
     assert [r["prompt_ids"] for r in records[:3]] == [r["prompt_ids"] for r in synchronous]
+
+
+def test_resume_of_an_async_run_drops_the_groups_in_flight_and_counts_them(base, cluster, async_run):
+    def crash_after_step_2(step, run):
+        if step == 2:  # checkpoint 2 is written; step 3's rollouts are in flight
+            raise KeyboardInterrupt
+
+    config = base("run.name=eta1-resumed", "run.max_staleness=1", "run.steps=4")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, cluster=cluster, on_step=crash_after_step_2)
+    records = read_metrics(train(config, resume=config.run_dir(), cluster=cluster))
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    _full_batches(records)
+    # Step 3's B groups were in flight at the checkpoint: dropped and counted, its prompts taken again
+    # and generated with the resumed weights (version 2: staleness 0); step 4 overlaps again.
+    assert records[2]["resume_dropped_groups"] == B and records[3]["resume_dropped_groups"] == 0
+    assert [r["prompt_ids"] for r in records] == [r["prompt_ids"] for r in async_run]
+    assert records[2]["staleness/groups"] == [0, 0] and records[3]["staleness/groups"] == [1, 1]
+    assert records[2]["sampled_version"] == 2 and async_run[2]["sampled_version"] == 1
 
 
 def _kill_during_next_step(run, how: str, delay_s: float = 0.3):
