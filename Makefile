@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv sysdeps models demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
+.PHONY: venv sysdeps models clips demo test test-fast lint proto bench clean device-check device-check-prepare device-check-dry
 
 # torch 2.13.0 (CPU build on disk) first, so nothing pulls a CUDA torch; then the project;
 # then drop the registry's CUDA torchvision/torchaudio/torchcodec that break imports (docs/DESIGN.md, "CPU-only machines").
@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian tools used by tests: prometheus (server + promtool).
+# Debian tools used by tests: prometheus (server + promtool), espeak-ng (the synthetic clips' speech).
 sysdeps:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+
+# Synthetic emotion clips (data/clips/build.py) into .cache/clips/: 7 labels x 20 train + 6 test, with JSONL.
+clips: venv sysdeps
+	$(PY) data/clips/build.py
 
 models: venv
 	$(VENV)/bin/erv-grpo models prepare

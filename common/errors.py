@@ -20,3 +20,7 @@ class ConfigError(ErvGrpoError):
 def error_line(err: BaseException) -> str:
     """The one line the CLI prints for `err`."""
     return f"erv-grpo: error: {err}"
+
+
+class WeightTransportError(ErvGrpoError):
+    """A direct (collective) weight transfer failed or timed out: a peer died, hung or sent a bad plan."""

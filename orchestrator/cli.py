@@ -18,6 +18,7 @@ GROUPS = {
     "reward": "run the ERV reward service",
     "models": "prepare the embedded models under .cache/models",
     "bench": "benchmarks; each writes a JSON result under bench/results/",
+    "data": "convert and check prompt files with video/audio clips",
 }
 
 
@@ -34,12 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here so `erv-grpo --help` stays fast and one package's import error names itself.
     from orchestrator import commands as orchestrator_commands
+    from orchestrator import data_commands
     from policy import cli as policy_cli
     from reward_service import cli as reward_cli
 
     reward_cli.register(sub, groups)
     policy_cli.register(sub, groups)
     orchestrator_commands.register(sub, groups)
+    data_commands.register(sub, groups)
     return parser
 
 

@@ -292,7 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
     for version, (name, path) in enumerate(models.items()):
         with quiet_streams():  # vLLM's start-up output goes to the log file
             if engine is None:
-                engine = VllmEngine(path, dtype=rollout.dtype, max_model_len=rollout.max_model_len,
+                engine = VllmEngine(path, dtype=rollout.engine_dtype()[0], max_model_len=rollout.max_model_len,
                                     enforce_eager=rollout.enforce_eager, env=rollout.engine_env())  # fmt: skip
             else:  # same architecture: swap the weights in place instead of starting another engine
                 engine.load_weights(version, [_read_weights(path)])

@@ -39,6 +39,15 @@ class RunConfig(_Strict):
     weight_bucket_mb: int = Field(
         256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
     )
+    weight_transport: Literal["object_store", "collective"] = Field(
+        "object_store",
+        description="how weights travel learner -> rollout engines: object_store = buckets through Ray's "
+        "object store; collective = broadcast from learner rank 0 over a process group of it and every "
+        "engine (gloo on CPU, vLLM's NCCL communicator on GPU); workers added later get the object store",
+    )
+    weight_transport_timeout_s: float = Field(
+        120.0, gt=0, description="collective transport: the longest any one of its collectives may wait"
+    )
     progress: bool = Field(True, description="show a progress bar on stderr")
     verbose: bool = Field(
         False,
@@ -51,6 +60,21 @@ class DataConfig(_Strict):
     train_file: str = Field("data/prompts/train.jsonl", description="JSONL prompts used for training")
     test_file: str = Field("data/prompts/test.jsonl", description="JSONL prompts used by eval")
     shuffle: bool = Field(True, description="reshuffle the train prompts every epoch (seeded by run.seed)")
+    video_max_pixels: int = Field(
+        384 * 384,
+        ge=1,
+        description="clip frames are downscaled (aspect kept) to at most this many pixels when decoded; "
+        "384x384 as R1-Omni's HumanOmni (the model's processor then resizes within its own limits)",
+    )
+    media_cache_dir: str = Field(
+        ".cache/media",
+        description="content-addressed cache of decoded clips (sha256 of the files + sampling settings)",
+    )
+    on_media_error: Literal["skip", "fail"] = Field(
+        "skip",
+        description="a clip unreadable mid-run: skip (counted in erv_grpo_media_errors_total, the next "
+        "prompt taken instead) or fail (stop with an error naming the file)",
+    )
 
 
 class RayConfig(_Strict):
@@ -157,11 +181,63 @@ class SyncGuardConfig(_Strict):
         description="stop the run when the mean difference exceeds this (the engine is off-policy)",
     )
 
+    # bf16 (scripts/measure_precision_gap.py, bench/results/precision_gap.json): the probe gap of identical
+    # weights is ~1e-3 on the tiny model but 4-6e-2 on SmolLM2-135M, while a stale tied head gives 1.6e-2 and
+    # 0.35: no one absolute limit serves both, so the run measures its own floor at its first sync.
+    bf16_warn_factor: float = Field(
+        2.5,
+        gt=1,
+        description="learner or an engine in bf16: warn above this many times the bf16 floor, the gap "
+        "measured at the run's first sync (identical weights: precision alone)",
+    )
+    bf16_stop_factor: float = Field(4.0, gt=1, description="bf16: stop above this many times the bf16 floor")
+    bf16_max_floor: float = Field(
+        0.15,
+        gt=0,
+        description="bf16: a floor above this stops the run at its first sync (the engines' weights are "
+        "already wrong there; SmolLM2-135M's floor is ~0.05)",
+    )
+    bf16_warn_above: float | None = Field(
+        None, gt=0, description="bf16: a fixed warn limit instead of bf16_warn_factor x the floor"
+    )
+    bf16_stop_above: float | None = Field(
+        None, gt=0, description="bf16: a fixed stop limit instead of bf16_stop_factor x the floor"
+    )
+
     @model_validator(mode="after")
     def _ordered(self):
         if self.stop_above < self.warn_above:
             raise ValueError(f"stop_above ({self.stop_above}) is below warn_above ({self.warn_above})")
+        if self.bf16_stop_factor < self.bf16_warn_factor:
+            raise ValueError(f"bf16_stop_factor ({self.bf16_stop_factor}) is below bf16_warn_factor")
+        if (
+            None not in (self.bf16_warn_above, self.bf16_stop_above)
+            and self.bf16_stop_above < self.bf16_warn_above
+        ):
+            raise ValueError(f"bf16_stop_above ({self.bf16_stop_above}) is below bf16_warn_above")
         return self
+
+    def limits(self, precisions: set[str], bf16_floor: float | None) -> tuple[float, float, str, str]:
+        """(warn, stop, what warn is, what stop is) for a run whose sides compute in `precisions`.
+
+        bf16 anywhere: fixed bf16_* limits if set, else factors of the measured floor (never below the
+        fp32 limits); no floor yet (the first sync measures it): infinite limits.
+        """
+        if precisions <= {"fp32"}:
+            return self.warn_above, self.stop_above, "sync_guard.warn_above", "sync_guard.stop_above"
+        if self.bf16_warn_above is not None and self.bf16_stop_above is not None:
+            return (self.bf16_warn_above, self.bf16_stop_above, "sync_guard.bf16_warn_above",
+                    "sync_guard.bf16_stop_above")  # fmt: skip
+        if bf16_floor is None:
+            return float("inf"), float("inf"), "", ""
+        return (max(self.warn_above, self.bf16_warn_factor * bf16_floor),
+                max(self.stop_above, self.bf16_stop_factor * bf16_floor),
+                f"sync_guard.bf16_warn_factor x the bf16 floor {bf16_floor:.2e}",
+                f"sync_guard.bf16_stop_factor x the bf16 floor {bf16_floor:.2e}")  # fmt: skip
+
+    def calibrates(self, precisions: set[str]) -> bool:
+        """True when the run's first sync measures the bf16 floor."""
+        return not precisions <= {"fp32"} and None in (self.bf16_warn_above, self.bf16_stop_above)
 
 
 class TrainConfig(_Strict):

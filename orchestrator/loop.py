@@ -21,11 +21,13 @@ from orchestrator.async_rollouts import RolloutPipeline
 from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSampler, load_prompts
+from orchestrator.data_commands import require_good_prompt_file
 from orchestrator.errors import OrchestratorError, RewardProcessError
 from orchestrator.groups import build_batch, request_seed
 from orchestrator.supervisor import RolloutPool
 from orchestrator.tracking import MetricsSink, read_metrics
-from orchestrator.weight_sync import Probe, WeightSyncError, logprob_abs_diff, verdict
+from orchestrator.weight_sync import Probe, WeightSyncError, bf16_floor, logprob_abs_diff, verdict
+from orchestrator.weight_transport import open_transport
 from rollout.worker import ScoredGroup
 
 
@@ -74,6 +76,7 @@ class TrainingRun:
 
         self._ray = ray
         self.config = config
+        require_good_prompt_file(config.data)  # a train file with clips: every row decodes, or stop here
         self.dir = Path(resume) if resume else config.run_dir()
         # Only a previous run's training output is protected: the cluster's reward-service log and a
         # pre-training eval (the demo) may already be in the folder.
@@ -97,13 +100,20 @@ class TrainingRun:
         self.step, self._restarts_logged, self._resume_dropped = 0, 0, 0
         if resume:
             self._restore()
+        self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
+        # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
+        self.precisions = {
+            self.learner.precision,
+            *ray.get([w.precision.remote() for w in self.cluster.workers]),
+        }
+        self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
             config.metrics.prometheus_port,
             config.metrics.tensorboard,
             config.metrics.host,
-            logprob_diff_warn_above=config.sync_guard.warn_above,
+            logprob_diff_warn_above=config.sync_guard.limits(self.precisions, self.bf16_floor)[0],
         )
         self.paused_seconds = 0.0
 
@@ -158,15 +168,23 @@ class TrainingRun:
     def sync_weights(self, workers: list | None = None) -> None:
         """Learner -> `workers` (default: every rollout worker) in buckets, then the parity guard."""
         ray = self._ray
-        version, buckets = self.learner.export_weights(self.config.run.weight_bucket_mb << 20)
-        ref = ray.put(buckets)  # one copy in the object store, read by every worker
-        if workers is None:  # the whole pool: a worker found dead is replaced (with these weights)
-            versions = self.pool.call_each("load_weights", version, ref)
-        else:
-            versions = ray.get([w.load_weights.remote(version, ref) for w in workers])
-        assert versions == [version] * len(versions), versions
-        self.version = version
-        self.sync_parity = self.check_parity(workers)
+        whole_pool = workers is None  # a worker found dead on the way is replaced (with these weights)
+        workers = self.cluster.workers if workers is None else workers
+        bucket_bytes = self.config.run.weight_bucket_mb << 20
+        rest = workers
+        if self.transport is not None and self.transport.covers(workers):
+            self.version = self.transport.sync(self.learner, bucket_bytes)
+            rest = self.transport.others(workers)  # joined after the group formed
+        if rest:
+            version, buckets = self.learner.export_weights(bucket_bytes)
+            ref = ray.put(buckets)  # one copy in the object store, read by every worker
+            if whole_pool and rest is workers:
+                versions = self.pool.call_each("load_weights", version, ref)
+            else:
+                versions = ray.get([w.load_weights.remote(version, ref) for w in rest])
+            assert versions == [version] * len(versions), versions
+            self.version = version
+        self.sync_parity = self.check_parity(None if whole_pool else workers)
 
     def check_parity(self, workers) -> float:
         """Probe every engine after a sync: mean |engine - learner| logprob on tokens it samples now.
@@ -174,6 +192,7 @@ class TrainingRun:
         Warns above sync_guard.warn_above, raises WeightSyncError above stop_above; returns the worst mean.
         """
         guard, ray = self.config.sync_guard, self._ray
+        warn_above, stop_above, warn_what, stop_what = guard.limits(self.precisions, self.bf16_floor)
         prompts = self.sampler.records[: guard.probe_prompts]
         seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
         args = ([p.prompt for p in prompts],), dict(max_tokens=guard.probe_tokens, seeds=seeds)
@@ -190,15 +209,17 @@ class TrainingRun:
                 f"after the weight sync to version {self.version}, rollout worker {probe.worker_id} "
                 f"samples with logprobs {mean:.2e} away from the learner's on average (max {largest:.2e})"
             )
-            action = verdict(mean, guard.warn_above, guard.stop_above)
+            action = verdict(mean, warn_above, stop_above)
             if action == "stop":
                 raise WeightSyncError(
-                    f"{where}, above sync_guard.stop_above = {guard.stop_above:g}: the engine does not "
+                    f"{where}, above {stop_what} = {stop_above:g}: the engine does not "
                     "hold the learner's weights, training on its samples would be off-policy"
                 )
             if action == "warn":
-                print(f"erv-grpo: warning: {where}, above sync_guard.warn_above = {guard.warn_above:g}",
+                print(f"erv-grpo: warning: {where}, above {warn_what} = {warn_above:g}",
                       file=sys.stderr, flush=True)  # fmt: skip
+        if self.bf16_floor is None and guard.calibrates(self.precisions):
+            self.bf16_floor = bf16_floor(worst, guard, self.version)
         return worst
 
     def add_workers(self, count: int) -> None:

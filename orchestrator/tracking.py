@@ -105,6 +105,9 @@ class MetricsSink:
         self.g_is = Gauge(
             "erv_grpo_is_weight", "decoupled-PPO importance weight of the last update", ["stat"], registry=r
         )
+        self.c_media = Counter(
+            "erv_grpo_media_errors", "prompts skipped because their clip could not be read", registry=r
+        )
         self._server, _thread = start_http_server(port, addr=host, registry=r)
         self.prometheus_port = self._server.server_port
 
@@ -149,6 +152,7 @@ class MetricsSink:
             for stat in ("mean", "max"):
                 self.g_is.labels(stat=stat).set(record.get(f"is_weight_{stat}", 1.0))
             self.g_is.labels(stat="truncated_fraction").set(record.get("is_truncated_fraction", 0.0))
+            self.c_media.inc(record.get("media_errors", 0))
 
     def close(self) -> None:
         if self._tb is not None:

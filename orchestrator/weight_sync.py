@@ -9,6 +9,7 @@ before the run drifts off-policy. Pure helpers: no Ray, no torch.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,3 +47,21 @@ def verdict(mean_abs_diff: float, warn_above: float, stop_above: float) -> Liter
     if not mean_abs_diff <= stop_above:  # NaN stops as well
         return "stop"
     return "warn" if mean_abs_diff > warn_above else "ok"
+
+
+def bf16_floor(gap: float, guard, version: int) -> float:
+    """The bf16 floor a run measured at its first sync (the worst engine's mean gap); its limits follow.
+
+    `guard` is the run's SyncGuardConfig. A floor above guard.bf16_max_floor means the engines already
+    disagree with the learner beyond precision: WeightSyncError.
+    """
+    if not gap <= guard.bf16_max_floor:
+        raise WeightSyncError(
+            f"after the weight sync to version {version}, the engines' logprobs are {gap:.2e} away from the "
+            f"learner's on average, above sync_guard.bf16_max_floor = {guard.bf16_max_floor:g}: more than bf16 "
+            "rounding explains, the engines do not hold the learner's weights"
+        )
+    warn, stop, _, _ = guard.limits({"bf16"}, gap)
+    print(f"erv-grpo: bf16 parity floor {gap:.2e} (first sync): the guard warns above {warn:.2e} and stops "
+          f"above {stop:.2e}", file=sys.stderr, flush=True)  # fmt: skip
+    return gap

@@ -61,6 +61,22 @@ class LearnerActor:
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]]):
         return self.learner.logprobs(prompt_token_ids, completion_token_ids)
 
+    def open_weight_transport(self, address: str, port: int, world_size: int, timeout_s: float) -> None:
+        """Rank 0 joins the direct transport's group as its sender (policy/weight_transport.py)."""
+        from policy.weight_transport import WeightSender
+
+        if self.rank == 0:
+            if getattr(self, "sender", None) is not None:
+                self.sender.close()
+            self.sender = WeightSender(address, port, world_size, timeout_s, self.learner.device)
+
+    def send_weights(self, bucket_bytes: int) -> int:
+        """One direct sync (rank 0 sends; other fsdp ranks take part in the gathers); returns the version."""
+        from policy.weight_transport import send
+
+        send(self.learner.policy, self.learner.version, bucket_bytes, getattr(self, "sender", None))
+        return self.learner.version
+
     def save(self, directory: str) -> str | None:
         # ddp: all ranks hold the same weights and optimizer state, rank 0 writes; fsdp: every rank its shard.
         if self.config.strategy == "fsdp" or self.rank == 0:
@@ -73,6 +89,9 @@ class LearnerActor:
 
     def version(self) -> int:
         return self.learner.version
+
+    def precision(self) -> str:
+        return self.learner.precision
 
     def shutdown(self) -> None:
         import torch.distributed as dist
@@ -119,6 +138,19 @@ class LearnerGroup:
         """The policy's logprobs of the given completion tokens (rank 0's; ddp: every rank holds the same weights)."""
         return self._ask("logprobs", prompt_token_ids, completion_token_ids)
 
+    def open_weight_transport(self, address: str, port: int, world_size: int, timeout_s: float) -> list:
+        """Start joining the direct transport's group; ObjectRefs, awaited together with the engines'."""
+        return [a.open_weight_transport.remote(address, port, world_size, timeout_s) for a in self.actors[:1]]
+
+    def send_weights(self, bucket_bytes: int) -> list:
+        """Start one direct sync (every rank under fsdp: its gathers); ObjectRefs of the versions."""
+        actors = self.actors if self.sharded else self.actors[:1]
+        return [a.send_weights.remote(bucket_bytes) for a in actors]
+
+    def transport_address(self) -> tuple[str, int]:
+        """Rank 0's node address and a free port there: where the transport group's store listens."""
+        return ray.get(self.actors[0].rendezvous.remote())
+
     def save(self, directory: str | Path) -> Path:
         ray.get([a.save.remote(str(directory)) for a in self.actors])
         return Path(directory)
@@ -129,6 +161,11 @@ class LearnerGroup:
     @property
     def version(self) -> int:
         return ray.get(self.actors[0].version.remote())
+
+    @property
+    def precision(self) -> str:
+        """fp32 | bf16: what rank 0 resolved learner.precision to (every rank resolves the same)."""
+        return ray.get(self.actors[0].precision.remote())
 
     def shutdown(self) -> None:
         ray.get([a.shutdown.remote() for a in self.actors])

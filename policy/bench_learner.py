@@ -97,7 +97,7 @@ def run_bench(args) -> dict:
         "completion_length": args.completion_length,
         "micro_batch_size": args.micro_batch_size,
         "gradient_checkpointing": args.gradient_checkpointing,
-        "bf16_autocast": cuda and config.bf16,
+        "precision": learner.precision,
         "warmup": args.warmup,
         "repeats": args.repeats,
         "update_seconds": seconds,

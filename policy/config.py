@@ -59,8 +59,15 @@ class LearnerConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward to save memory (slower)."
     )
-    bf16: bool = Field(
-        True, description="bf16 autocast on CUDA (weights and optimizer stay fp32); CPU is fp32."
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32",
+        description="Compute precision: bf16 = autocast (fp32 master weights and AdamW state), fp32 = none; "
+        "auto = bf16 on CUDA or a CPU with AVX512-BF16/AMX, else fp32 (chosen at start, printed once). "
+        "Match rollout.dtype: a bf16 side widens the engine/learner gap (sync_guard.bf16_*).",
+    )
+    bf16: bool | None = Field(
+        None,
+        description="Deprecated spelling of precision (true = auto, false = fp32); ignored when precision is set.",
     )
     seed: int = Field(0, description="Seed of torch's RNG in the learner process.")
     strategy: Literal["ddp", "fsdp"] = Field(
@@ -75,6 +82,13 @@ class LearnerConfig(BaseModel):
         description="Where the frozen reference's fsdp shards live: none = on the learner's device, cpu = in "
         "host memory, copied to the device layer by layer for its forward (needs strategy fsdp).",
     )
+
+    @model_validator(mode="after")
+    def _migrate_bf16(self):
+        # Configs written before `precision`: bf16 true meant bf16 on CUDA, which auto still gives.
+        if self.bf16 is not None and "precision" not in self.model_fields_set:
+            self.precision = "auto" if self.bf16 else "fp32"
+        return self
 
     @model_validator(mode="after")
     def _offload_needs_fsdp(self):

@@ -19,12 +19,14 @@ import contextlib
 import copy
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
@@ -91,6 +93,10 @@ class Learner:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.sharded = config.strategy == "fsdp" and self.world_size > 1
+        # bf16 = autocast over fp32 master weights and AdamW state; auto resolved for this device here.
+        self.precision, why = choose_precision(config.precision, self.device, cpu_flags())
+        if self.rank == 0:
+            print(f"erv-grpo: learner precision {self.precision} ({why})", file=sys.stderr, flush=True)
         self.tokenizer = load_tokenizer(config.model)
         self.policy = load_causal_lm(config.model, self.device)
         self.policy.train()
@@ -101,9 +107,11 @@ class Learner:
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)
         if self.sharded:
-            sharding.shard(self.policy, self.device, config.bf16, trainable=True)
+            sharding.shard(self.policy, self.device, self.precision == "bf16", trainable=True)
             offload = config.reference_offload == "cpu"
-            sharding.shard(self.reference, self.device, config.bf16, trainable=False, offload=offload)
+            sharding.shard(
+                self.reference, self.device, self.precision == "bf16", trainable=False, offload=offload
+            )
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(),
             lr=config.lr,
@@ -120,8 +128,8 @@ class Learner:
         return self._version
 
     def _autocast(self):
-        if self.device == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _all_reduce(self, t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:

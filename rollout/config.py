@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from common.precision import ENGINE_DTYPES, choose_precision, cpu_flags
 
 # vLLM on a CPU-only host (docs/DESIGN.md, "CPU-only machines"): in-process engine core, thread binding, a small KV cache.
 CPU_VLLM_ENV = {
@@ -37,8 +39,11 @@ class RolloutConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling threshold")
     max_tokens: int = Field(512, ge=1, description="maximum completion length in tokens")
     max_model_len: int = Field(1024, ge=32, description="vLLM context length (prompt + completion)")
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
-        "float32", description="engine weight dtype (float32 on CPU)"
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="engine weight dtype: auto = bf16 on a GPU worker or a CPU with AVX512-BF16/AMX, else fp32 "
+        "(chosen in each worker, printed once); match learner.precision. The older spellings float32, "
+        "bfloat16, float16 are read as fp32, bf16, fp16",
     )
     enforce_eager: bool = Field(True, description="disable CUDA graphs / compilation (required on CPU)")
     gpu_memory_utilization: float = Field(
@@ -63,6 +68,19 @@ class RolloutConfig(BaseModel):
         if self.max_workers is not None and self.max_workers < self.num_workers:
             raise ValueError(f"max_workers ({self.max_workers}) is below num_workers ({self.num_workers})")
         return self
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _old_dtype_names(cls, value):
+        return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(value, value)
+
+    def engine_dtype(self) -> tuple[str, str]:
+        """(vLLM dtype name, why) for this process's engine: `auto` is resolved here, in the worker."""
+        if self.dtype == "fp16":
+            return ENGINE_DTYPES["fp16"], "set in the config"
+        device = "cuda" if self.num_gpus_per_worker > 0 else "cpu"
+        precision, why = choose_precision(self.dtype, device, cpu_flags())
+        return ENGINE_DTYPES[precision], why
 
     def engine_env(self) -> dict[str, str]:
         """Environment a rollout process needs before vLLM is imported (CPU settings when no GPU)."""

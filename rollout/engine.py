@@ -54,6 +54,7 @@ class VllmEngine:
         from vllm import LLM
 
         self.model_path = str(model_path)
+        self.dtype = dtype
         self.max_model_len = max_model_len
         self.llm = LLM(
             model=self.model_path,
@@ -135,6 +136,27 @@ class VllmEngine:
         self.llm.reset_prefix_cache()
         self.version = version
 
+    # -- direct weight transport (run.weight_transport: collective; rollout/weight_receiver.py) --------
+    def open_weight_transport(
+        self, address: str, port: int, rank: int, world_size: int, timeout_s: float
+    ) -> None:
+        """Join the learner -> engines group as `rank` (blocks until every member has joined)."""
+        kwargs = {
+            "address": address,
+            "port": port,
+            "rank": rank,
+            "world_size": world_size,
+            "timeout_s": timeout_s,
+        }
+        self.llm.collective_rpc("open_weight_transport", kwargs=kwargs)
+
+    def receive_weights(self) -> int:
+        """Receive one sync over the group, in place like load_weights; returns and records its version."""
+        (version,) = self.llm.collective_rpc("receive_policy_weights")
+        self.llm.reset_prefix_cache()
+        self.version = int(version)
+        return self.version
+
 
 class WeightSyncExtension:
     """Mixed into vLLM's worker class (`worker_extension_cls`); its methods run in the vLLM worker process.
@@ -149,6 +171,18 @@ class WeightSyncExtension:
         """Reload `weights` in place, then re-run post-processing of every layer sharing a parameter."""
         self.reload_weights(weights_iterator=weights)
         return refresh_tied_layers(self.model_runner.get_model())
+
+    def open_weight_transport(self, **group) -> None:
+        """Join the direct transport's group (a new one replaces an older one of a previous run)."""
+        from rollout.weight_receiver import WeightReceiver
+
+        if getattr(self, "_weight_receiver", None) is not None:
+            self._weight_receiver.close()
+        self._weight_receiver = WeightReceiver(**group, device=str(getattr(self, "device", "cpu")))
+
+    def receive_policy_weights(self) -> int:
+        """One sync: buckets streamed into load_policy_weights (the same reload and tied-layer refresh)."""
+        return self._weight_receiver.receive(self.load_policy_weights)
 
 
 def refresh_tied_layers(model) -> list[str]:

@@ -9,6 +9,7 @@ A reward failure is returned as an error, never turned into a made-up score.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -95,9 +96,15 @@ class RolloutWorker:
         if engine is None:
             from rollout.engine import VllmEngine
 
+            dtype, why = config.engine_dtype()
+            print(
+                f"erv-grpo: rollout worker {worker_id}: engine dtype {dtype} ({why})",
+                file=sys.stderr,
+                flush=True,
+            )
             engine = VllmEngine(
                 model,
-                dtype=config.dtype,
+                dtype=dtype,
                 max_model_len=config.max_model_len,
                 enforce_eager=config.enforce_eager,
                 gpu_memory_utilization=config.gpu_memory_utilization,
@@ -147,10 +154,25 @@ class RolloutWorker:
     def policy_version(self) -> int:
         return self.engine.version
 
+    def precision(self) -> str:
+        """The engine's compute precision (fp32 | bf16 | fp16): the parity guard's thresholds depend on it."""
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(getattr(self.engine, "dtype", "float32"), "fp32")
+
     def load_weights(self, version: int, buckets) -> int:
         """Update the engine in place to the learner's weights of `version`."""
         self.engine.load_weights(version, buckets)
         return self.engine.version
+
+    def open_weight_transport(
+        self, address: str, port: int, rank: int, world_size: int, timeout_s: float
+    ) -> int:
+        """Join the direct weight transport's group (run.weight_transport: collective) as `rank`."""
+        self.engine.open_weight_transport(address, port, rank, world_size, timeout_s)
+        return rank
+
+    def receive_weights(self) -> int:
+        """Receive one sync over the group; returns the version now held."""
+        return self.engine.receive_weights()
 
     def probe(self, prompts: list, *, max_tokens: int, seeds: list[int]) -> dict:
         """Sample one completion per prompt (temperature 1) for the parity guard after a weight sync:

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from tests.support.clips import clip_set  # noqa: F401  (the synthetic clips' session fixture)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -161,12 +161,13 @@ def training_panels(y: int) -> list:
             (12, y + 9, 12, 8),
         ),
         panel(
-            "Step / policy version / zero-signal groups",
+            "Step / policy version / zero-signal groups / skipped clips",
             "short",
             [
                 ("erv_grpo_step", "step"),
                 ("erv_grpo_policy_version", "policy version"),
                 ("erv_grpo_zero_signal_groups_total", "zero-signal groups (total)"),
+                ("erv_grpo_media_errors_total", "unreadable clips skipped (total)"),
             ],
             (0, y + 17, 12, 7),
         ),

@@ -56,7 +56,7 @@ class FakeWorker:
         )
 
 
-def fake_run(guard: SyncGuardConfig) -> TrainingRun:
+def fake_run(guard: SyncGuardConfig, precisions=frozenset({"fp32"})) -> TrainingRun:
     run = TrainingRun.__new__(TrainingRun)  # no Ray, no learner process: only what check_parity reads
     run.config = SimpleNamespace(sync_guard=guard, run=SimpleNamespace(seed=0))
     run._ray = SimpleNamespace(get=lambda calls: calls)
@@ -65,6 +65,8 @@ def fake_run(guard: SyncGuardConfig) -> TrainingRun:
     )
     run.learner = SimpleNamespace(logprobs=lambda prompts, tokens: [[-1.0] * len(t) for t in tokens])
     run.version = 3
+    run.precisions = precisions
+    run.bf16_floor = None
     return run
 
 
@@ -85,3 +87,33 @@ def test_check_parity_stops_above_the_stop_threshold():
     run = fake_run(SyncGuardConfig(warn_above=1e-3, stop_above=1e-2))
     with pytest.raises(WeightSyncError, match=r"rollout worker 0 .*5\.00e-02.*stop_above = 0\.01"):
         run.check_parity([FakeWorker(0, 0.05)])
+
+
+def test_a_bf16_run_measures_its_floor_at_the_first_sync_then_judges_by_it(capsys):
+    guard = SyncGuardConfig()
+    assert guard.limits({"fp32"}, None)[:2] == (guard.warn_above, guard.stop_above)
+    assert not guard.calibrates({"fp32"}) and guard.calibrates({"fp32", "bf16"})
+    run = fake_run(guard, {"bf16"})  # a bf16 engine beside an fp32 learner counts as bf16
+    floor = 0.04  # SmolLM2-135M's bf16 gap is about this: far above the fp32 stop limit
+    assert run.check_parity([FakeWorker(0, floor / 2), FakeWorker(1, floor)]) == pytest.approx(floor)
+    assert run.bf16_floor == pytest.approx(floor)
+    assert "bf16 parity floor 4.00e-02" in capsys.readouterr().err
+    assert run.check_parity([FakeWorker(0, 1.5 * floor)]) == pytest.approx(1.5 * floor)  # noise: ok
+    assert "warning" not in capsys.readouterr().err
+    run.check_parity([FakeWorker(0, 3 * floor)])  # between 2.5x and 4x
+    assert "above sync_guard.bf16_warn_factor x the bf16 floor 4.00e-02" in capsys.readouterr().err
+    with pytest.raises(WeightSyncError, match="bf16_stop_factor x the bf16 floor"):
+        run.check_parity([FakeWorker(0, 8 * floor)])  # SmolLM2's stale tied head: ~0.35
+
+
+def test_a_first_bf16_gap_beyond_rounding_stops_the_run():
+    with pytest.raises(WeightSyncError, match="bf16_max_floor"):
+        fake_run(SyncGuardConfig(), {"bf16"}).check_parity([FakeWorker(0, 0.35)])
+
+
+def test_fixed_bf16_limits_replace_the_floor():
+    guard = SyncGuardConfig(bf16_warn_above=0.02, bf16_stop_above=0.1)
+    assert not guard.calibrates({"bf16"})
+    assert guard.limits({"bf16"}, None)[:2] == (0.02, 0.1)
+    with pytest.raises(ValueError, match="bf16_stop_above"):
+        SyncGuardConfig(bf16_warn_above=1e-1, bf16_stop_above=1e-2)
