@@ -102,11 +102,10 @@ class TrainingRun:
             self._restore()
         self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
         # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
-        self.precisions = {
-            self.learner.precision,
-            *ray.get([w.precision.remote() for w in self.cluster.workers]),
-        }
         self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
+        # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
+        self.precisions = {self.learner.precision}
+        self.precisions |= set(self.pool.call_each("precision"))
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
