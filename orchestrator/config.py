@@ -30,6 +30,12 @@ class RunConfig(_Strict):
     )
     seed: int = Field(0, description="seed of prompt order and of every sampling request")
     checkpoint_every: int = Field(5, ge=0, description="save a checkpoint every N steps (0: only at the end)")
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        description="eta of bounded-staleness async GRPO: 0 is the synchronous loop; with eta >= 1 the next "
+        "eta steps' rollouts run during the update and a group sampled more than eta versions ago is dropped",
+    )
     weight_bucket_mb: int = Field(
         256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
     )

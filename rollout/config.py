@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.precision import ENGINE_DTYPES, choose_precision, cpu_flags
 from reward_service.core.reward import RewardWeights
@@ -27,6 +27,14 @@ class RolloutConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_workers: int = Field(1, ge=1, description="number of rollout workers (one vLLM engine each)")
+    max_workers: int | None = Field(
+        None, ge=1, description="upper bound of `erv-grpo scale --rollout-workers` (None: num_workers)"
+    )
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        description="replacements of a dead rollout worker in a row before the run stops with an error",
+    )
     group_size: int = Field(16, ge=2, description="G: completions sampled per prompt (the GRPO group)")
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature during training rollouts")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling threshold")
@@ -78,6 +86,12 @@ class RolloutConfig(BaseModel):
         if value is not None:
             RewardWeights(*value)  # finite and >= 0, or a ValueError naming the component
         return value
+
+    @model_validator(mode="after")
+    def _max_workers_bounds_num_workers(self) -> RolloutConfig:
+        if self.max_workers is not None and self.max_workers < self.num_workers:
+            raise ValueError(f"max_workers ({self.max_workers}) is below num_workers ({self.num_workers})")
+        return self
 
     @field_validator("dtype", mode="before")
     @classmethod
