@@ -19,6 +19,7 @@ GROUPS = {
     "models": "prepare the embedded models under .cache/models",
     "bench": "benchmarks; each writes a JSON result under bench/results/",
     "data": "convert and check prompt files with video/audio clips",
+    "experiment": "experiments built from training runs (the ERV ablation)",
 }
 
 

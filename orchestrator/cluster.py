@@ -50,24 +50,32 @@ class Cluster:
 
     def add_workers(self, count: int) -> list:
         """Start `count` more rollout workers (between steps); the caller syncs weights to them."""
+        new = self._start(count, first_id=len(self.workers))
+        self.workers.extend(new)
+        return new
+
+    def start_worker(self, worker_id: int):
+        """A fresh actor for slot `worker_id` (replacing a dead one); the caller puts it in `workers`."""
+        return self._start(1, first_id=worker_id)[0]
+
+    def _start(self, count: int, first_id: int) -> list:
         rollout, reward = self.config.rollout, self.config.reward
         # The workers' reward client uses the reward section's credentials unless rollout sets its own.
         rollout = rollout.model_copy(
             update={
                 "reward_tls_ca": rollout.reward_tls_ca or reward.tls_ca,
                 "reward_token_file": rollout.reward_token_file or reward.token_file,
+                "reward_weights": reward.weights.as_tuple(),
             }
         )
-        new = self._start_workers(
+        return self._start_workers(
             count,
-            first_id=len(self.workers),
+            first_id=first_id,
             model=self.config.learner.model,
             config=rollout,
             reward_address=self.reward_address,
             seed=self.config.run.seed,
         )
-        self.workers.extend(new)
-        return new
 
     def start_learner(self):
         """Fresh learner actor(s) for one run (policy + frozen reference from learner.model), data parallel."""

@@ -1,4 +1,4 @@
-"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, export-hf, models prepare, bench rollout.
+"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, scale, export-hf, models prepare, bench rollout/async.
 
 Runs in the user's shell process; heavy imports (ray, vllm, torch) happen inside the handlers.
 """
@@ -181,6 +181,28 @@ def register(sub, groups) -> None:
     bench.add_argument("--output", type=Path, default=None, help="JSON result file")
     bench.set_defaults(func=_bench_rollout)
 
+    from orchestrator.experiment_commands import register as register_experiment
+
+    register_experiment(groups["experiment"])
+
+    from orchestrator.bench_async import register as register_bench_async
+
+    register_bench_async(groups)
+
+    scale = sub.add_parser(
+        "scale",
+        help="resize a running job's rollout pool (applied at its next step boundary)",
+        description="Ask the training job writing RUN_DIR to run N rollout workers (1 .. rollout.max_workers). "
+        "The job applies it at its next step boundary (starting workers when Ray has room for them) and "
+        "answers with the pool's new size, which this command prints.",
+    )
+    scale.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the running job's run folder")
+    scale.add_argument("--rollout-workers", type=int, required=True, metavar="N", help="new pool size")
+    scale.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for the answer (default %(default)s)"
+    )
+    scale.set_defaults(func=_scale)
+
     export = sub.add_parser(
         "export-hf",
         help="consolidate a learner checkpoint (ddp or fsdp-sharded) into a Hugging Face folder",
@@ -191,6 +213,19 @@ def register(sub, groups) -> None:
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder")
     export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="new (or empty) output folder")
     export.set_defaults(func=_export_hf)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from orchestrator.scale import request_scale
+
+    got = request_scale(args.run_dir, args.rollout_workers, timeout_s=args.timeout)
+    note = (
+        ""
+        if got["rollout_workers"] == got["target"]
+        else f" (target {got['target']}: waiting for room in Ray)"
+    )
+    print(f"rollout workers: {got['rollout_workers']}{note}, after step {got['applied_after_step']}")
+    return 0
 
 
 def _export_hf(args: argparse.Namespace) -> int:
@@ -281,11 +316,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     records = load_prompts(args.prompts or config.data.test_file)[: config.eval.limit]
     media = _eval_media(records, config.data)  # clip prompts: decoded once (cache); a bad clip stops here
-    judge = (
-        erv_judge(erv_dir, config.eval.labels)
-        if config.eval.judge == "erv"
-        else llm_judge(config.eval.judge_url, config.eval.judge_model, config.eval.labels)
-    )
+    if config.eval.judge == "tfidf":
+        from orchestrator.judge import train_judge
+
+        judge = train_judge(".")[0].judge(config.eval.labels)
+    elif config.eval.judge == "erv":
+        judge = erv_judge(erv_dir, config.eval.labels)
+    else:
+        judge = llm_judge(config.eval.judge_url, config.eval.judge_model, config.eval.labels)
     rollout = config.rollout
     engine = None
     results = {}

@@ -30,6 +30,12 @@ class RunConfig(_Strict):
     )
     seed: int = Field(0, description="seed of prompt order and of every sampling request")
     checkpoint_every: int = Field(5, ge=0, description="save a checkpoint every N steps (0: only at the end)")
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        description="eta of bounded-staleness async GRPO: 0 is the synchronous loop; with eta >= 1 the next "
+        "eta steps' rollouts run during the update and a group sampled more than eta versions ago is dropped",
+    )
     weight_bucket_mb: int = Field(
         256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
     )
@@ -83,6 +89,19 @@ class RayConfig(_Strict):
     learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved for the learner actor")
 
 
+class RewardWeightsConfig(_Strict):
+    """Weights of the reward components in R (sent with every reward request of the run)."""
+
+    explanation: float = Field(
+        1.0, ge=0, allow_inf_nan=False, description="weight of R_E (paper: 1; R1-Omni: 0)"
+    )
+    format: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of R_format (paper: 1)")
+    answer: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of R_answer (paper: 1)")
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.explanation, self.format, self.answer)
+
+
 class RewardConfig(_Strict):
     address: str | None = Field(
         None, description="host:port of a running reward service; None: start one as a subprocess on loopback"
@@ -111,6 +130,10 @@ class RewardConfig(_Strict):
     max_pause_s: float = Field(
         1800.0, gt=0, description="give up (exit with an error) after the service is down this long"
     )
+    weights: RewardWeightsConfig = Field(
+        default_factory=RewardWeightsConfig,
+        description="explanation, format and answer weights of the total reward (default 1, 1, 1)",
+    )
 
     @model_validator(mode="after")
     def _needs_a_model_or_address(self) -> RewardConfig:
@@ -134,8 +157,10 @@ class EvalConfig(_Strict):
     temperature: float = Field(0.3, gt=0, description="sampling temperature of eval generation (paper: 0.3)")
     max_tokens: int = Field(512, ge=1, description="maximum completion tokens at eval (paper: 512)")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test prompts")
-    judge: Literal["erv", "llm"] = Field(
-        "erv", description="who labels the explanation: the ERV, or an LLM behind judge_url"
+    judge: Literal["erv", "llm", "tfidf"] = Field(
+        "erv",
+        description="who labels the explanation: the ERV, an LLM behind judge_url, or tfidf (TF-IDF + logistic "
+        "regression trained on half of data/erv: orchestrator/judge.py, the ablation's judge)",
     )
     judge_url: str | None = Field(None, description="OpenAI-compatible base URL of the LLM judge (…/v1)")
     judge_model: str | None = Field(None, description="model name sent to the LLM judge")

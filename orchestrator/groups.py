@@ -22,6 +22,8 @@ def build_batch(
 
     `media`: prompt_id -> the media dict its RolloutRequest carried; when given, the batch carries
     each group's media once (with the engine's prompt text) for the learner's processor.
+
+    `version` is the learner's now; rows keep the version that sampled them (older ones with async rollouts).
     """
     rewards = torch.tensor([r for g in groups for r in g.totals], dtype=torch.float32)  # (B*G,)
     advantages = group_advantages(rewards, group_size)  # (B*G,)
@@ -32,7 +34,8 @@ def build_batch(
         advantages=advantages.tolist(),
         sampler_logprobs=[c.logprobs for _, c, _ in rows],
         completion_ids=[cid for _, _, cid in rows],
-        policy_version=version,
+        policy_version=min([g.policy_version for g in groups], default=version),
+        sampled_versions=[g.policy_version for g, _, _ in rows],
         **(_media_fields(groups, media) if media is not None else {}),
     )
 

@@ -2,7 +2,10 @@
 
 Runs in the orchestrator (Ray driver) process; `train()` is what `erv-grpo train` and the demo
 call. Rewards come only from the reward service: when it is down the loop pauses and retries
-the step, it never trains on a missing or invented reward.
+the step, it never trains on a missing or invented reward. The rollouts come from a
+RolloutPipeline (orchestrator/async_rollouts.py: with run.max_staleness >= 1 the next steps
+generate during the update) over a RolloutPool (orchestrator/supervisor.py: dead workers are
+replaced, the pool is resized between steps on `erv-grpo scale`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator import scale
+from orchestrator.async_rollouts import RolloutPipeline
 from orchestrator.cluster import Cluster
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSampler, load_prompts, model_prompt
 from orchestrator.data_commands import require_good_prompt_file
 from orchestrator.errors import MediaError, OrchestratorError, RewardProcessError
-from orchestrator.groups import build_batch, dynamic_sampling, is_zero_signal, request_seed
-from orchestrator.media_loader import MediaLoader, take_with_media
+from orchestrator.groups import build_batch, request_seed
+from orchestrator.media_loader import MediaLoader
+from orchestrator.supervisor import RolloutPool
 from orchestrator.tracking import MetricsSink, read_metrics
 from orchestrator.weight_sync import Probe, WeightSyncError, bf16_floor, logprob_abs_diff, verdict
 from orchestrator.weight_transport import open_transport
-from rollout.worker import RolloutRequest, ScoredGroup
+from rollout.worker import ScoredGroup
 
 
 def train(
@@ -36,19 +42,18 @@ def train(
         bar = run.progress_bar()
         for step in range(run.step + 1, config.run.steps + 1):
             t0 = time.perf_counter()
-            prompts = run.take_prompts(config.run.prompts_per_step)  # with their clips decoded (cached)
-            groups, stats = run.rollouts_with_rewards(
-                prompts, step
-            )  # generate + reward (streamed, overlapped)
+            # generate + reward (streamed, overlapped); with max_staleness >= 1 the next steps start here
+            groups, stats = run.rollouts.batch(step)
             batch = build_batch(  # group-relative advantages; each clip travels once with its group
-                groups, config.rollout.group_size, run.version, media=run.media_of(groups)
+                groups, config.rollout.group_size, run.version, media=run.rollouts.media_of(groups)
             )
             t1 = time.perf_counter()
-            update = run.learner.update(batch)  # GRPO loss with KL to the frozen reference
+            update = run.update(batch)  # GRPO loss (decoupled PPO for stale rows), KL to the frozen reference
             t2 = time.perf_counter()
-            run.sync_weights()  # learner -> every rollout engine, in buckets
+            run.sync_weights()  # learner -> every rollout engine, in buckets, after their in-flight requests
             t3 = time.perf_counter()
             stats.update({"phase/update": t2 - t1, "phase/weight_sync": t3 - t2, "step_seconds": t3 - t0})
+            run.between_steps(step, stats)  # staleness admission, `erv-grpo scale` requests
             record = run.log(step, groups, stats, update)
             if (
                 config.run.checkpoint_every
@@ -90,20 +95,21 @@ class TrainingRun:
         self.sampler = PromptSampler(
             load_prompts(config.data.train_file), config.run.seed, config.data.shuffle
         )
-        self.media_loader = MediaLoader.from_config(config.data)
-        self.media: dict[str, dict] = {}  # prompt_id -> decoded clip, of this step's prompts
-        self.media_errors = 0  # clips that failed this step (their prompts were replaced)
-        self.step = 0
+        self.version = 0
+        self.pool = RolloutPool(self.cluster, self.sync_weights, config.rollout.max_restarts)
+        self.media_loader = MediaLoader.from_config(config.data)  # clips: decoded once, then the cache
+        self.rollouts = RolloutPipeline(self.pool, self.sampler, config, lambda: self.version,
+                                        self._pause_until_reward_service_is_back, self.media_loader)  # fmt: skip
+        self.target_workers = len(self.cluster.workers)
+        self.step, self._restarts_logged, self._resume_dropped = 0, 0, 0
         if resume:
             self._restore()
-        self.version = 0
         self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
         # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
-        self.precisions = {
-            self.learner.precision,
-            *ray.get([w.precision.remote() for w in self.cluster.workers]),
-        }
         self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
+        # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
+        self.precisions = {self.learner.precision}
+        self.precisions |= set(self.pool.call_each("precision"))
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
@@ -114,78 +120,27 @@ class TrainingRun:
         )
         self.paused_seconds = 0.0
 
-    # -- prompts and rollouts --------------------------------------------------------------------
-    def take_prompts(self, count: int, new_step: bool = True) -> list:
-        """The sampler's next `count` prompts whose clips decode; an unreadable clip's prompt is replaced."""
-        if new_step:
-            self.media, self.media_errors = {}, 0
-        records, media, errors = take_with_media(
-            self.sampler, count, self.media_loader, self.config.data.on_media_error
-        )
-        for err in errors:
-            print(f"erv-grpo: warning: clip skipped: {err}", file=sys.stderr, flush=True)
-        self.media_errors += len(errors)
-        self.media.update({r.id: m for r, m in zip(records, media, strict=True) if m is not None})
-        return records
+    # -- the step's helpers -----------------------------------------------------------------------
+    def update(self, batch) -> dict:
+        """The learner's update; its wall-clock span is what the next batch's rollouts overlap."""
+        start = time.time()
+        out = self.learner.update(batch)
+        self.rollouts.update_window = (start, time.time())
+        return out
 
-    def media_of(self, groups: list[ScoredGroup]) -> dict[str, dict] | None:
-        """prompt_id -> media of the groups' prompts; None in a text-only step (the batch stays text)."""
-        media = {g.prompt_id: self.media[g.prompt_id] for g in groups if g.prompt_id in self.media}
-        return media or None
-
-    def rollouts_with_rewards(self, prompts, step: int) -> tuple[list[ScoredGroup], dict]:
-        """Scored groups for `prompts`; with dynamic sampling, zero-signal groups are replaced (bounded)."""
-        groups, stats = self._scored(prompts, step, round_=0)
-        stats["media_errors"] = self.media_errors
-        if not self.config.dynamic_sampling.enabled:
-            stats["zero_signal_groups"] = sum(is_zero_signal(g) for g in groups)
-            return groups, stats
-
-        def draw(count: int, round_: int) -> list[ScoredGroup]:
-            extra, extra_stats = self._scored(self.take_prompts(count, new_step=False), step, round_)
-            stats["media_errors"] = self.media_errors
-            for key in ("phase/generate", "phase/reward_wait", "completion_tokens"):
-                stats[key] += extra_stats[key]
-            return extra
-
-        groups, counts = dynamic_sampling(groups, draw, self.config.dynamic_sampling.max_extra_rounds)
-        stats.update(counts)
-        return groups, stats
-
-    def _scored(self, prompts, step: int, round_: int) -> tuple[list[ScoredGroup], dict]:
-        cfg, ray = self.config, self._ray
-        workers = self.cluster.workers
-        requests = [
-            RolloutRequest(
-                p.id,
-                model_prompt(p),
-                p.ground_truth,
-                request_seed(cfg.run.seed, step, p.id, round_),
-                self.media.get(p.id),
-            )
-            for p in prompts
-        ]
-        attempt = 0
-        while True:
-            tag = f"{cfg.run.name}/s{step}/r{round_}/a{attempt}"
-            chunks = [requests[i :: len(workers)] for i in range(len(workers))]
-            calls = [w.rollout.remote(chunk, tag) for w, chunk in zip(workers, chunks, strict=True) if chunk]
-            results = ray.get(calls)
-            errors = [r.error for r in results if r.error]
-            if not errors:
-                break
-            self._pause_until_reward_service_is_back(errors[0])  # then redo the step's rollouts
-            attempt += 1
-        by_id = {g.prompt_id: g for r in results for g in r.groups}
-        stats = {
-            "phase/generate": max(r.generate_seconds for r in results),
-            "phase/reward_wait": max(r.reward_wait_seconds for r in results),
-            "completion_tokens": sum(r.completion_tokens for r in results),
-            "reward_retries": attempt,
-        }
-        for r in results:
-            stats[f"worker_tokens_per_second/{r.worker_id}"] = r.tokens_per_second
-        return [by_id[p.id] for p in prompts], stats
+    def between_steps(self, step: int, stats: dict) -> None:
+        """Admission check of groups generated during the update; apply an `erv-grpo scale` request."""
+        if self.config.run.max_staleness:
+            stats["stale_groups_dropped"] = stats.get("stale_groups_dropped", 0) + self.rollouts.admit()
+        request = scale.take_request(self.dir)
+        if request is not None:
+            self.target_workers = scale.clamp(request, self.config.rollout)
+        if request is not None or len(self.pool.workers) != self.target_workers:
+            # A size not reached yet (no room in Ray) is tried again at every step boundary.
+            size = self.pool.resize(self.target_workers)
+            if request is not None:
+                scale.answer(self.dir, request, size, step, self.target_workers)
+        stats["rollout_workers"] = len(self.pool.workers)
 
     def _pause_until_reward_service_is_back(self, error: str) -> None:
         reward = self.cluster.reward
@@ -216,6 +171,7 @@ class TrainingRun:
     def sync_weights(self, workers: list | None = None) -> None:
         """Learner -> `workers` (default: every rollout worker) in buckets, then the parity guard."""
         ray = self._ray
+        whole_pool = workers is None  # a worker found dead on the way is replaced (with these weights)
         workers = self.cluster.workers if workers is None else workers
         bucket_bytes = self.config.run.weight_bucket_mb << 20
         rest = workers
@@ -225,10 +181,13 @@ class TrainingRun:
         if rest:
             version, buckets = self.learner.export_weights(bucket_bytes)
             ref = ray.put(buckets)  # one copy in the object store, read by every worker
-            versions = ray.get([w.load_weights.remote(version, ref) for w in rest])
+            if whole_pool and rest is workers:
+                versions = self.pool.call_each("load_weights", version, ref)
+            else:
+                versions = ray.get([w.load_weights.remote(version, ref) for w in rest])
             assert versions == [version] * len(versions), versions
             self.version = version
-        self.sync_parity = self.check_parity(workers)
+        self.sync_parity = self.check_parity(None if whole_pool else workers)
 
     def check_parity(self, workers) -> float:
         """Probe every engine after a sync: mean |engine - learner| logprob on tokens it samples now.
@@ -240,10 +199,13 @@ class TrainingRun:
         prompts, media = self._probe_prompts(guard.probe_prompts)
         seeds = [request_seed(self.config.run.seed, self.version, f"probe/{p.id}", 0) for p in prompts]
         mm = {"media": media} if any(media) else {}  # multimodal prompts are probed with their clips
-        calls = [w.probe.remote([model_prompt(p) for p in prompts], max_tokens=guard.probe_tokens,
-                                seeds=seeds, **mm) for w in workers]  # fmt: skip
+        args = ([model_prompt(p) for p in prompts],), dict(max_tokens=guard.probe_tokens, seeds=seeds, **mm)
+        if workers is None:
+            answers = self.pool.call_each("probe", *args[0], **args[1])
+        else:
+            answers = ray.get([w.probe.remote(*args[0], **args[1]) for w in workers])
         worst = 0.0
-        for probe in (Probe(**r) for r in ray.get(calls)):
+        for probe in (Probe(**r) for r in answers):
             learner = self.learner.logprobs(probe.prompt_token_ids, probe.token_ids,
                                             **(mm and {**mm, "prompt_texts": probe.prompt_texts}))  # fmt: skip
             mean, largest = logprob_abs_diff(probe.logprobs, learner)
@@ -282,6 +244,7 @@ class TrainingRun:
     def add_workers(self, count: int) -> None:
         """Scale rollout out between steps: start `count` workers and give them the current weights."""
         self.sync_weights(self.cluster.add_workers(count))
+        self.target_workers = len(self.cluster.workers)
 
     def log(self, step: int, groups: list[ScoredGroup], stats: dict, update: dict) -> dict:
         rewards = [r for g in groups for r in g.rewards]
@@ -294,6 +257,12 @@ class TrainingRun:
         record["paused_seconds"] = self.paused_seconds
         record["sync_logprob_abs_diff"] = self.sync_parity  # engines vs learner after this step's sync
         record["prompt_ids"] = [g.prompt_id for g in groups]
+        record["rollout_worker_restarts"] = self.pool.total_restarts - self._restarts_logged
+        restarts = self.pool.restarts  # per worker id over the run (a retired id keeps its count)
+        record.update({f"rollout_worker_restarts/{w}": restarts.get(w, 0)
+                       for w in sorted(set(restarts) | set(range(len(self.pool.workers))))})  # fmt: skip
+        record["resume_dropped_groups"], self._resume_dropped = self._resume_dropped, 0
+        self._restarts_logged = self.pool.total_restarts
         record.update(
             {k: v for k, v in update.items() if k not in ("step", "policy_version", "tokens_per_second")}
         )
@@ -307,7 +276,8 @@ class TrainingRun:
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.learner.save(tmp / "learner")
-        state = {"step": step, "sampler": self.sampler.state()}
+        # eta >= 1: the sampler before the steps still in flight (dropped and counted on resume).
+        state = {"step": step, **self.rollouts.state(), "restarts": self.pool.restarts}
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)  # a checkpoint folder exists only when complete
@@ -321,6 +291,9 @@ class TrainingRun:
         state = json.loads((latest / "state.json").read_text())
         self.learner.load(latest / "learner")
         self.sampler.load_state(state["sampler"])
+        self._resume_dropped = self.rollouts.restore(state)
+        self.pool.restarts.update({int(w): n for w, n in state.get("restarts", {}).items()})
+        self._restarts_logged = self.pool.total_restarts
         self.step = int(state["step"])
         # Steps logged after the checkpoint are redone: drop their records.
         kept = [r for r in read_metrics(self.dir) if r["step"] <= self.step]

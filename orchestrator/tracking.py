@@ -36,7 +36,7 @@ class MetricsSink:
                 self.g_warn_above.set(logprob_diff_warn_above)
 
     def _start_prometheus(self, port: int, host: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
         r = self.registry = CollectorRegistry()
         self.g_step = Gauge("erv_grpo_step", "last finished GRPO step", registry=r)
@@ -79,6 +79,32 @@ class MetricsSink:
         self.c_zero = Counter(
             "erv_grpo_zero_signal_groups", "groups whose G rewards were all equal", registry=r
         )
+        # Async rollouts (run.max_staleness), worker supervision and the elastic pool.
+        self.h_staleness = Histogram(
+            "erv_grpo_group_staleness",
+            "learner updates between the weights that sampled a consumed group and the learner's",
+            buckets=(0, 1, 2, 3, 4, 8, 16),
+            registry=r,
+        )
+        self.c_stale = Counter(
+            "erv_grpo_stale_groups_dropped", "groups dropped as older than run.max_staleness", registry=r
+        )
+        self.g_overlap = Gauge(
+            "erv_grpo_overlap_seconds",
+            "seconds of the last batch's generation that ran during the previous update",
+            registry=r,
+        )
+        self.c_restarts = Counter(
+            "erv_grpo_rollout_worker_restarts",
+            "rollout workers replaced after their actor or engine died",
+            ["worker"],
+            registry=r,
+        )
+        self._restarts_seen: dict[str, int] = {}
+        self.g_workers = Gauge("erv_grpo_rollout_workers", "rollout workers in the pool", registry=r)
+        self.g_is = Gauge(
+            "erv_grpo_is_weight", "decoupled-PPO importance weight of the last update", ["stat"], registry=r
+        )
         self.c_media = Counter(
             "erv_grpo_media_errors", "prompts skipped because their clip could not be read", registry=r
         )
@@ -111,6 +137,21 @@ class MetricsSink:
             self.g_sampler_diff.set(record.get("sampler_logprob_abs_diff", 0.0))
             self.g_sync_diff.set(record.get("sync_logprob_abs_diff", 0.0))
             self.c_zero.inc(record.get("zero_signal_groups", 0))
+            for age in record.get("staleness/groups", []):
+                self.h_staleness.observe(age)
+            self.c_stale.inc(record.get("stale_groups_dropped", 0) + record.get("resume_dropped_groups", 0))
+            self.g_overlap.set(record.get("overlap_seconds", 0.0))
+            self.g_workers.set(record.get("rollout_workers", 0))
+            for key, value in record.items():
+                if key.startswith("rollout_worker_restarts/"):
+                    worker = key.split("/", 1)[1]
+                    # the record holds the run's total per worker; the counter catches up to it
+                    seen = self._restarts_seen.get(worker, 0)
+                    self.c_restarts.labels(worker=worker).inc(max(0, value - seen))
+                    self._restarts_seen[worker] = max(seen, value)
+            for stat in ("mean", "max"):
+                self.g_is.labels(stat=stat).set(record.get(f"is_weight_{stat}", 1.0))
+            self.g_is.labels(stat="truncated_fraction").set(record.get("is_truncated_fraction", 0.0))
             self.c_media.inc(record.get("media_errors", 0))
 
     def close(self) -> None:

@@ -27,7 +27,10 @@ class RolloutBatch:
       token it drew; same length as completion_token_ids. Only used for the mismatch metric.
     - completion_ids: the completion's string id (e.g. "<prompt_id>/<k>"), carried so that
       nothing is matched by position alone; echoed in errors.
-    - policy_version: the learner version whose weights sampled this batch.
+    - policy_version: the learner version whose weights sampled this batch (the oldest row's
+      when rows differ).
+    - sampled_versions: per row, the version whose weights sampled it (async rollouts mix
+      versions); None: every row was sampled by `policy_version`.
 
     Multimodal prompts (all three None for a text batch): the media travel once per prompt.
     - media: one dict per prompt group ({"video": uint8 (T, H, W, 3), "audio": float32 (N,) at
@@ -47,6 +50,11 @@ class RolloutBatch:
     media: list[dict | None] | None = None
     prompt_texts: list[str | None] | None = None
     row_group: list[int] | None = None
+    sampled_versions: list[int] | None = None
+
+    def row_version(self, i: int) -> int:
+        """The policy version that sampled row i."""
+        return self.policy_version if self.sampled_versions is None else self.sampled_versions[i]
 
     def __len__(self) -> int:
         return len(self.completion_token_ids)
@@ -58,7 +66,8 @@ class RolloutBatch:
     def validate(self) -> None:
         """Raise ValueError naming the field when the rows do not line up."""
         n = len(self.completion_token_ids)
-        for name in ("prompt_token_ids", "advantages", "sampler_logprobs", "completion_ids"):
+        names = ["prompt_token_ids", "advantages", "sampler_logprobs", "completion_ids"]
+        for name in names + (["sampled_versions"] if self.sampled_versions is not None else []):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"RolloutBatch.{name} has {len(getattr(self, name))} rows, expected {n}")
         for i, (toks, lps) in enumerate(zip(self.completion_token_ids, self.sampler_logprobs, strict=True)):
@@ -108,6 +117,9 @@ class RolloutBatch:
             completion_ids=[self.completion_ids[i] for i in rows],
             policy_version=self.policy_version,
             **mm,
+            sampled_versions=None
+            if self.sampled_versions is None
+            else [self.sampled_versions[i] for i in rows],
         )
 
     def shard(self, rank: int, world_size: int) -> RolloutBatch:

@@ -43,6 +43,12 @@ class LearnerConfig(BaseModel):
         "reference trainer's; with more, the ratio's old logprobs are those from before the first step.",
     )
     clip_eps: float = Field(0.2, gt=0, lt=1, description="PPO clip range of the ratio: [1 - eps, 1 + eps].")
+    is_cap: float = Field(
+        2.0,
+        ge=1.0,
+        description="Cap of the decoupled-PPO importance weight min(pi_prox / mu, is_cap) of rows sampled "
+        "by older weights than the learner's (async rollouts, run.max_staleness >= 1).",
+    )
     kl_coef: float = Field(
         0.04, ge=0, description="Weight beta of the k3 KL penalty to the frozen reference."
     )

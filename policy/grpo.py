@@ -9,6 +9,12 @@ per token, -(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) - kl_coef * k3), 
 k3 = exp(ref - logp) - (ref - logp) - 1, aggregated per sequence then over sequences.
 Sums can be split over micro-batches or data-parallel ranks: pass the global counts
 (`num_sequences`, `num_tokens`) and the parts add up to the global loss and gradient.
+
+Off-policy groups (bounded-staleness async rollouts) use decoupled PPO: the ratio is taken
+against the proximal policy (`old_logprobs`: the learner's weights when the batch was formed)
+and each token is weighted by w = min(pi_prox / mu, is_cap), mu the sampler's (behaviour)
+logprobs. Without behaviour logprobs (every row sampled by the proximal weights) w is not
+applied at all, so the loss is bit for bit the on-policy one.
 """
 
 from __future__ import annotations
@@ -63,26 +69,40 @@ def grpo_loss(
     aggregation: str = "sequence-mean",
     num_sequences: int | None = None,
     num_tokens: int | None = None,
+    behavior_logprobs: torch.Tensor | None = None,
+    is_cap: float = 2.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """GRPO clipped surrogate with k3 KL penalty. Returns (loss, metrics).
+    """GRPO clipped surrogate with k3 KL penalty, decoupled-PPO weighted for stale rows. Returns (loss, metrics).
 
     logprobs, old_logprobs, ref_logprobs, mask: (N, T); advantages: (N,).
-    old_logprobs are detached (with one update per batch: the current logprobs detached,
-    so ratio = 1 and the loss is the reference trainer's exactly).
+    old_logprobs are the proximal policy's, detached (with one update per batch: the current
+    logprobs detached, so ratio = 1 and the loss is the reference trainer's exactly).
+    behavior_logprobs (N, T) or None: the sampler's logprobs mu; per token the surrogate is
+    scaled by w = min(exp(old - mu), is_cap) (rows sampled by the proximal weights pass
+    old_logprobs there: w = 1 exactly). None: no weight (the on-policy loss, bit for bit).
     aggregation: "sequence-mean" (token mean within each sequence, then mean over sequences:
     the paper's setting) or "token-mean" (mean over all tokens of the batch).
     num_sequences / num_tokens: global denominators when this call sees a shard of the batch
     (micro-batch or data-parallel rank); default: this call's own counts.
-    metrics (0-dim, detached): kl, clip_fraction, ratio_mean (token means over this shard),
-    num_tokens (this shard's masked token count), for weighted averaging across shards.
+    metrics (0-dim, detached): kl, clip_fraction, ratio_mean, is_weight_mean, is_truncated_fraction
+    (token means over this shard), is_weight_max, num_tokens (this shard's masked token count),
+    for weighted averaging across shards.
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if not is_cap >= 1.0:
+        raise ValueError(f"is_cap must be >= 1 (a weight of 1 is never truncated), got {is_cap}")
     mask = mask.to(logprobs.dtype)  # (N, T)
     adv = advantages.to(logprobs.dtype).unsqueeze(1)  # (N, 1)
     ratio = torch.exp(logprobs - old_logprobs.detach())  # (N, T)
     clipped_ratio = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)  # (N, T)
-    surrogate = torch.min(ratio * adv, clipped_ratio * adv)  # (N, T)
+    if behavior_logprobs is None:
+        weight = None
+        surrogate = torch.min(ratio * adv, clipped_ratio * adv)  # (N, T)
+    else:
+        raw_weight = torch.exp(old_logprobs.detach() - behavior_logprobs.detach())  # (N, T) pi_prox / mu
+        weight = torch.clamp(raw_weight, max=is_cap)  # (N, T)
+        surrogate = weight * torch.min(ratio * adv, clipped_ratio * adv)  # (N, T)
     kl = kl_k3(logprobs, ref_logprobs.detach())  # (N, T)
     per_token_loss = -(surrogate - kl_coef * kl) * mask  # (N, T)
 
@@ -103,6 +123,13 @@ def grpo_loss(
             "kl": (kl * mask).sum() / safe,
             "clip_fraction": (is_clipped.to(mask.dtype) * mask).sum() / safe,
             "ratio_mean": (ratio * mask).sum() / safe,
+            "is_weight_mean": torch.ones((), dtype=mask.dtype, device=mask.device),
+            "is_weight_max": torch.ones((), dtype=mask.dtype, device=mask.device),
+            "is_truncated_fraction": torch.zeros((), dtype=mask.dtype, device=mask.device),
             "num_tokens": count,
         }
+        if weight is not None:
+            metrics["is_weight_mean"] = (weight * mask).sum() / safe
+            metrics["is_weight_max"] = (weight * mask).max() if count > 0 else metrics["is_weight_max"]
+            metrics["is_truncated_fraction"] = ((raw_weight > is_cap).to(mask.dtype) * mask).sum() / safe
     return loss, metrics

@@ -188,6 +188,10 @@ class Learner:
             for j, i in enumerate(rows):
                 sampler[j, : len(batch.sampler_logprobs[i])] = torch.tensor(batch.sampler_logprobs[i])
             mb["sampler_logprobs"] = sampler.to(self.device)
+            # Rows sampled by older weights than these (async rollouts) get the decoupled-PPO weight.
+            mb["stale"] = torch.tensor(
+                [batch.row_version(i) < self._version for i in rows], device=self.device
+            )
             mbs.append(mb)
         if self.sharded:  # every forward is a collective: all ranks run as many micro-batches
             most = int(self._all_reduce(torch.tensor([len(mbs)], device=self.device), dist.ReduceOp.MAX))
@@ -208,9 +212,10 @@ class Learner:
             if cfg.updates_per_batch > 1:
                 old_lps = [completion_logprobs(self.policy, mb, self._autocast) for mb in mbs]
 
-        # sums: loss, kl*tok, clip*tok, ratio*tok, |sampler - learner|, max |sampler - learner|
-        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
-        mismatch_max = torch.zeros(1, dtype=torch.float64, device=self.device)
+        # sums: loss, kl*tok, clip*tok, ratio*tok, |sampler - learner|, is_weight*tok, truncated*tok;
+        # maxima: |sampler - learner|, is_weight
+        sums = torch.zeros(7, dtype=torch.float64, device=self.device)
+        mismatch_max = torch.zeros(2, dtype=torch.float64, device=self.device)
         grad_norms = []
         for it in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
@@ -221,6 +226,9 @@ class Learner:
                     continue
                 old = old_lps[k] if old_lps is not None else logprobs.detach()
                 mask = mb["completion_mask"]
+                behavior = None  # every row fresh: no weight at all, the on-policy loss bit for bit
+                if bool(mb["stale"].any()):
+                    behavior = torch.where(mb["stale"].unsqueeze(1), mb["sampler_logprobs"], old.detach())
                 loss, m = grpo_loss(
                     logprobs,
                     old,
@@ -232,6 +240,8 @@ class Learner:
                     aggregation=cfg.aggregation,
                     num_sequences=int(num_sequences),
                     num_tokens=int(num_tokens),
+                    behavior_logprobs=behavior,
+                    is_cap=cfg.is_cap,
                 )
                 loss.backward()
                 tok = m["num_tokens"].double()
@@ -239,10 +249,13 @@ class Learner:
                 sums[1] += m["kl"].double() * tok
                 sums[2] += m["clip_fraction"].double() * tok
                 sums[3] += m["ratio_mean"].double() * tok
+                sums[5] += m["is_weight_mean"].double() * tok
+                sums[6] += m["is_truncated_fraction"].double() * tok
+                mismatch_max[1] = torch.maximum(mismatch_max[1], m["is_weight_max"].double())
                 if it == 0:  # sampler vs learner on the weights that sampled (before any step)
                     diff = (mb["sampler_logprobs"] - logprobs.detach()).abs() * mask
                     sums[4] += diff.sum().double()
-                    mismatch_max = torch.maximum(mismatch_max, diff.max().double().reshape(1))
+                    mismatch_max[0] = torch.maximum(mismatch_max[0], diff.max().double())
             if not self.sharded:  # fsdp reduce-scatters (sums) the gradients in backward
                 for p in self.policy.parameters():
                     if p.grad is not None:
@@ -265,7 +278,10 @@ class Learner:
             "ratio_mean": float(sums[3]) / (tokens * iters),
             "grad_norm": grad_norms[-1],
             "sampler_logprob_abs_diff": float(sums[4]) / tokens,
-            "sampler_logprob_max_abs_diff": float(mismatch_max),
+            "sampler_logprob_max_abs_diff": float(mismatch_max[0]),
+            "is_weight_mean": float(sums[5]) / (tokens * iters),
+            "is_weight_max": float(mismatch_max[1]),
+            "is_truncated_fraction": float(sums[6]) / (tokens * iters),
             "num_sequences": num_sequences,
             "num_completion_tokens": num_tokens,
             "tokens_per_second": (num_tokens + num_prompt_tokens) / elapsed,

@@ -233,11 +233,21 @@ def run_sft(config: SFTConfig, log=print) -> dict:
     return report
 
 
-def prepare_sft_policy(cache_dir: str | Path, log=print) -> Path:
-    """Return `<cache_dir>/smollm2-135m-erv-sft/`, running the embedded cold start on first use."""
+def prepare_sft_policy(
+    cache_dir: str | Path,
+    log=print,
+    folder: str = SFT_FOLDER,
+    train_file: str | Path = DATA_DIR / "train.jsonl",
+    eval_file: str | Path = DATA_DIR / "heldout.jsonl",
+) -> Path:
+    """Return `<cache_dir>/<folder>/` (default smollm2-135m-erv-sft), running the embedded cold start on first use.
+
+    Another train_file and folder give another cold start with the same recipe (the ablation's, whose
+    SFT set has explanations that contradict the answer: data/sft/cold_start_train.jsonl).
+    """
     from policy.embedded import prepare_policy
 
-    target = Path(cache_dir) / SFT_FOLDER
+    target = Path(cache_dir) / folder
     if (target / REPORT_FILE).is_file():
         return target
     base = prepare_policy(cache_dir)
@@ -245,8 +255,8 @@ def prepare_sft_policy(cache_dir: str | Path, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     config = SFTConfig(
         model=str(base),
-        train_file=str(DATA_DIR / "train.jsonl"),
-        eval_file=str(DATA_DIR / "heldout.jsonl"),
+        train_file=str(train_file),
+        eval_file=str(eval_file),
         output_dir=str(tmp),
         **EMBEDDED_SFT,
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from reward_service.core.reward import Completion
+from reward_service.core.reward import Completion, RewardWeights
 from reward_service.errors import RewardServiceError
 from reward_service.proto_gen import reward_pb2, reward_pb2_grpc
 from reward_service.transport import (
@@ -164,8 +164,10 @@ class RewardClient:
         request_id: str | None,
         return_sentences: bool,
         timeout_s: float | None,
+        weights: RewardWeights | None = None,
     ) -> reward_pb2.ScoreRequest:
-        return reward_pb2.ScoreRequest(
+        """The request message; `weights` None leaves the server's configured weights in force."""
+        msg = reward_pb2.ScoreRequest(
             request_id=request_id or uuid.uuid4().hex,
             completions=[
                 reward_pb2.Completion(id=c.id, text=c.text, ground_truth=c.ground_truth) for c in completions
@@ -173,6 +175,13 @@ class RewardClient:
             return_sentences=return_sentences,
             timeout_ms=int(timeout_s * 1000) if timeout_s else 0,
         )
+        if weights is not None:
+            msg.weights.CopyFrom(
+                reward_pb2.RewardWeights(
+                    explanation=weights.explanation, format=weights.format, answer=weights.answer
+                )
+            )
+        return msg
 
     async def score(
         self,
@@ -180,10 +189,11 @@ class RewardClient:
         request_id: str | None = None,
         deadline_s: float | None = None,
         return_sentences: bool = False,
+        weights: RewardWeights | None = None,
     ) -> dict[str, CompletionScore]:
         """Unary Score, retried by gRPC; `deadline_s` (default: the client's) bounds all attempts."""
         deadline_s = deadline_s or self.deadline_s
-        msg = self.build_request(completions, request_id, return_sentences, None)
+        msg = self.build_request(completions, request_id, return_sentences, None, weights)
         try:
             response = await self.stub.Score(msg, timeout=deadline_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
@@ -260,12 +270,13 @@ class RewardStream:
         request_id: str | None = None,
         deadline_s: float | None = None,
         return_sentences: bool = False,
+        weights: RewardWeights | None = None,
     ) -> dict[str, CompletionScore]:
         """Scores of one request; `deadline_s` bounds it including retries (also sent as timeout_ms)."""
         if self._closed:
             raise RewardClientError("reward stream closed")
         deadline_s = deadline_s or self.client.deadline_s
-        msg = self.client.build_request(completions, request_id, return_sentences, deadline_s)
+        msg = self.client.build_request(completions, request_id, return_sentences, deadline_s, weights)
         if msg.request_id in self._pending:
             raise ValueError(f"request_id {msg.request_id!r} is already in flight on this stream")
         pending = _Pending(msg, asyncio.get_running_loop().create_future())

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.precision import ENGINE_DTYPES, choose_precision, cpu_flags
+from reward_service.core.reward import RewardWeights
 
 # vLLM on a CPU-only host (docs/DESIGN.md, "CPU-only machines"): in-process engine core, thread binding, a small KV cache.
 CPU_VLLM_ENV = {
@@ -26,6 +27,14 @@ class RolloutConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_workers: int = Field(1, ge=1, description="number of rollout workers (one vLLM engine each)")
+    max_workers: int | None = Field(
+        None, ge=1, description="upper bound of `erv-grpo scale --rollout-workers` (None: num_workers)"
+    )
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        description="replacements of a dead rollout worker in a row before the run stops with an error",
+    )
     group_size: int = Field(16, ge=2, description="G: completions sampled per prompt (the GRPO group)")
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature during training rollouts")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling threshold")
@@ -65,6 +74,24 @@ class RolloutConfig(BaseModel):
     reward_token_file: str | None = Field(
         None, description="file holding the bearer token of the reward service"
     )
+    reward_weights: tuple[float, float, float] | None = Field(
+        None,
+        description="(explanation, format, answer) weights sent with every reward request; None: the "
+        "service's own (the orchestrator fills this from reward.weights)",
+    )
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _valid_weights(cls, value):
+        if value is not None:
+            RewardWeights(*value)  # finite and >= 0, or a ValueError naming the component
+        return value
+
+    @model_validator(mode="after")
+    def _max_workers_bounds_num_workers(self) -> RolloutConfig:
+        if self.max_workers is not None and self.max_workers < self.num_workers:
+            raise ValueError(f"max_workers ({self.max_workers}) is below num_workers ({self.num_workers})")
+        return self
 
     @field_validator("dtype", mode="before")
     @classmethod

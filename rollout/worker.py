@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reward_service.core.reward import Completion
+from reward_service.core.reward import Completion, RewardWeights
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
 
@@ -75,6 +75,8 @@ class RolloutResult:
     generate_seconds: float = 0.0  # engine busy time
     reward_wait_seconds: float = 0.0  # time after generation spent waiting for the last scores
     completion_tokens: int = 0
+    started_at: float = 0.0  # wall clock (time.time()) of the call's start and end: the overlap metric
+    finished_at: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -150,8 +152,9 @@ class RolloutWorker:
 
     async def _client_score(self, completions: list[Completion], request_id: str) -> dict:
         return await self._client.score(
-            completions, request_id=request_id, deadline_s=self.config.reward_deadline_s
-        )
+            completions, request_id=request_id, deadline_s=self.config.reward_deadline_s,
+            weights=None if self.config.reward_weights is None else RewardWeights(*self.config.reward_weights),
+        )  # fmt: skip
 
     def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -208,7 +211,7 @@ class RolloutWorker:
         if self._client_stale and self._client is not None:
             self._renew_client()
         version = self.engine.version
-        result = RolloutResult(worker_id=self.worker_id)
+        result = RolloutResult(worker_id=self.worker_id, started_at=time.time())
         pending: list[tuple[int, object, Future]] = []
         start = time.perf_counter()
         for i, samples in self.engine.iter_generate(
@@ -251,6 +254,7 @@ class RolloutWorker:
             groups.append(ScoredGroup(req.prompt_id, req.ground_truth, samples.prompt_token_ids, ids,
                                       samples.completions, rewards, version, samples.prompt_text))  # fmt: skip
         result.reward_wait_seconds = time.perf_counter() - wait_start
+        result.finished_at = time.time()
         self._client_stale = result.error is not None
         if result.error is None:
             order = {r.prompt_id: k for k, r in enumerate(requests)}

@@ -7,11 +7,18 @@ the clip's cues (what is seen, what is heard, what is said). The phrase pools be
 this file's own (different subtitles, characters and cue wording from data/prompts), so the
 cold start never sees an evaluation prompt; `check_disjoint` asserts it against
 data/prompts/test.jsonl. Held-out: other subtitles and characters. Deterministic.
-Run: `.venv/bin/python data/sft/build.py`.
+
+The cold start with headroom (`cold_start_train.jsonl`, issue 16): the paper's starting point
+(R1-Omni) often explains another emotion than the one it answers. `mismatch` rewrites the
+explanation of exactly round(share * N) train examples (default share 0.4, seeded choice) with
+the cues, noun and adjective of another emotion, keeping the answer; each row records the
+emotion its explanation supports in `explanation_label`.
+Run: `.venv/bin/python data/sft/build.py [--cold-start-share 0.4]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import random
@@ -194,6 +201,40 @@ def build(per_label_train: int = 50, per_label_heldout: int = 10, seed: int = 4)
     return train, heldout
 
 
+COLD_START_SHARE = 0.4
+COLD_START_FILE = "cold_start_train.jsonl"
+
+
+def _think(rng: random.Random, label: str, who: str, sub: str) -> str:
+    """An explanation supporting `label`, in the train set's templates."""
+    (_, vis_np), (_, aud_np) = rng.choice(VISUAL[label]), rng.choice(AUDIO[label])
+    think = rng.choice(THINK_TEMPLATES).format(
+        who=who, vis=vis_np, aud=aud_np, sub=sub, noun=NOUN[label], adj=ADJ[label]
+    )
+    return think[0].upper() + think[1:]
+
+
+def mismatch(rows: list[dict], share: float = COLD_START_SHARE, seed: int = 16) -> list[dict]:
+    """Copies of `rows` where round(share * len) explanations support another emotion than the answer."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"cold-start share must be in [0, 1], got {share}")
+    rng = random.Random(seed)
+    chosen = set(rng.sample(range(len(rows)), round(share * len(rows))))
+    out = []
+    for i, row in enumerate(rows):
+        row = dict(row, explanation_label=row["label"])
+        if i in chosen:
+            content = row["messages"][0]["content"]
+            sub = content.split('Subtitle: "', 1)[1].split('"\n', 1)[0]
+            visual = content.split("Visual cues: ", 1)[1]
+            who = next(c for c in CHARACTERS + HELDOUT_CHARACTERS if visual.startswith(c))
+            other = rng.choice([x for x in LABELS if x != row["label"]])
+            row["target"] = f"<think>{_think(rng, other, who, sub)}</think><answer>{row['label']}</answer>"
+            row["explanation_label"] = other
+        out.append(row)
+    return out
+
+
 def check_disjoint(examples: list[dict], eval_file: Path) -> None:
     """No SFT subtitle occurs in an evaluation prompt."""
     if not eval_file.is_file():
@@ -205,15 +246,24 @@ def check_disjoint(examples: list[dict], eval_file: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-start-share", type=float, default=COLD_START_SHARE,
+                        help="share of cold-start explanations that support another emotion (default %(default)s)")  # fmt: skip
+    args = parser.parse_args()
     here = Path(__file__).resolve().parent
     train, heldout = build()
     for name in ("test.jsonl", "train.jsonl"):
         check_disjoint(train + heldout, here.parent / "prompts" / name)
-    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout)):
+    cold = mismatch(train, args.cold_start_share)
+    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout), (COLD_START_FILE, cold)):
         with open(here / name, "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
+    off = sum(r["explanation_label"] != r["label"] for r in cold)
     print(f"wrote {len(train)} train and {len(heldout)} held-out examples to {here}")
+    print(
+        f"wrote {COLD_START_FILE}: {off} of {len(cold)} explanations support another emotion than the answer"
+    )
 
 
 if __name__ == "__main__":

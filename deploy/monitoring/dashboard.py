@@ -181,6 +181,37 @@ def training_panels(y: int) -> list:
             ],
             (12, y + 17, 12, 7),
         ),
+        panel(
+            "Rollout workers / restarts (dead actor or engine replaced)",
+            "short",
+            [
+                ("erv_grpo_rollout_workers", "workers in the pool"),
+                (
+                    "sum by (worker) (increase(erv_grpo_rollout_worker_restarts_total[15m]))",
+                    "restarts in 15 min, worker {{worker}}",
+                ),
+            ],
+            (0, y + 24, 12, 7),
+        ),  # fmt: skip
+        panel(
+            "Async rollouts: staleness, stale groups, overlap",
+            "short",
+            [
+                (
+                    f"histogram_quantile(0.99, sum by (le) (rate(erv_grpo_group_staleness_bucket[{RATE}])))",
+                    "staleness p99 (versions)",
+                ),
+                (
+                    f"sum(rate(erv_grpo_group_staleness_sum[{RATE}])) / "
+                    f"clamp_min(sum(rate(erv_grpo_group_staleness_count[{RATE}])), 1e-9)",
+                    "staleness mean",
+                ),
+                ("increase(erv_grpo_stale_groups_dropped_total[15m])", "stale groups dropped (15 min)"),
+                ("erv_grpo_overlap_seconds", "generation during update (s)"),
+                ('erv_grpo_is_weight{stat="mean"}', "IS weight mean"),
+            ],
+            (12, y + 24, 12, 7),
+        ),  # fmt: skip
     ]
 
 

@@ -1,4 +1,7 @@
-"""The ERV reward: R = R_E (explanation) + R_format + R_answer, exactly as docs/REWARD_SPEC.md.
+"""The ERV reward: R = w_E R_E (explanation) + w_F R_format + w_A R_answer, as docs/REWARD_SPEC.md.
+
+The weights default to 1, 1, 1 (the paper's reward); an ablation sets one to 0 (R1-Omni's
+reward: w_E = 0). The per-component values never depend on the weights, only `total` does.
 
 Pure functions, no I/O and no model: the classifier is passed in (`classify`) or its output
 (`probs`, `labels`) is. Runs wherever completions are scored: the reward service's worker
@@ -7,6 +10,7 @@ thread, evaluation, tests.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +49,35 @@ class Completion:
     ground_truth: str = Field(description="ground-truth emotion label")
 
 
+class RewardWeightsError(ValueError):
+    """A reward weight that is not a finite number >= 0; the message names the component."""
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the three components in the total (default 1, 1, 1: the paper's reward)."""
+
+    explanation: float = 1.0  # w_E
+    format: float = 1.0  # w_F
+    answer: float = 1.0  # w_A
+
+    def __post_init__(self) -> None:
+        for name in ("explanation", "format", "answer"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RewardWeightsError(f"weights.{name}: must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise RewardWeightsError(f"weights.{name}: must be finite and >= 0, got {value!r}")
+
+
+DEFAULT_WEIGHTS = RewardWeights()
+
+
+def weighted_total(explanation: float, fmt: float, answer: float, weights: RewardWeights) -> float:
+    """w_E R_E + w_F R_format + w_A R_answer."""
+    return weights.explanation * explanation + weights.format * fmt + weights.answer * answer
+
+
 @dataclass(frozen=True)
 class RewardBreakdown:
     """Reward of one completion with what it was computed from."""
@@ -52,7 +85,7 @@ class RewardBreakdown:
     explanation: float  # R_E in [0, 1]
     format: float  # R_format in {0, 1}
     answer: float  # R_answer in {0, 1}
-    total: float  # R_E + R_format + R_answer in [0, 3]
+    total: float  # w_E R_E + w_F R_format + w_A R_answer (in [0, 3] with the default weights)
     predicted: str | None  # canonical label (or "unknown") parsed from <answer>; None without an answer tag
     sentences: tuple[str, ...]  # the explanation's sentences, in order
     label_sets: tuple[frozenset[str], ...]  # ERV label set of each sentence
@@ -193,14 +226,19 @@ def score_from_probs(
     labels: Sequence[str],
     tau: float = DEFAULT_TAU,
     top_k: int = DEFAULT_TOP_K,
+    weights: RewardWeights = DEFAULT_WEIGHTS,
 ) -> RewardBreakdown:
     """Reward of `text` given its explanation `sentences` already classified into `probs` (S, L)."""
     sets = label_sets(probs, labels, tau, top_k) if len(sentences) else []
-    return score_from_label_sets(text, ground_truth, sentences, sets)
+    return score_from_label_sets(text, ground_truth, sentences, sets, weights)
 
 
 def score_from_label_sets(
-    text: str, ground_truth: str, sentences: Sequence[str], sets: Sequence[frozenset[str]]
+    text: str,
+    ground_truth: str,
+    sentences: Sequence[str],
+    sets: Sequence[frozenset[str]],
+    weights: RewardWeights = DEFAULT_WEIGHTS,
 ) -> RewardBreakdown:
     """Reward of `text` given the ERV label set of each of its explanation `sentences`."""
     num_sentences, num_non_neutral, num_matching = explanation_counts(sets, ground_truth)
@@ -211,7 +249,7 @@ def score_from_label_sets(
         explanation=explanation,
         format=fmt,
         answer=answer,
-        total=explanation + fmt + answer,
+        total=weighted_total(explanation, fmt, answer, weights),
         predicted=predicted_emotion(text),
         sentences=tuple(sentences),
         label_sets=tuple(sets),
@@ -222,7 +260,12 @@ def score_from_label_sets(
 
 
 def score_completion(
-    text: str, ground_truth: str, classify: Classify, tau: float = DEFAULT_TAU, top_k: int = DEFAULT_TOP_K
+    text: str,
+    ground_truth: str,
+    classify: Classify,
+    tau: float = DEFAULT_TAU,
+    top_k: int = DEFAULT_TOP_K,
+    weights: RewardWeights = DEFAULT_WEIGHTS,
 ) -> RewardBreakdown:
     """Reward of one completion, classifying its explanation sentences with `classify`."""
     sentences = split_sentences(extract_think(text))
@@ -230,4 +273,4 @@ def score_completion(
         probs, labels = classify(sentences)
     else:  # nothing to classify: R_E is 0 by definition and the model is not called
         probs, labels = np.zeros((0, 0)), []
-    return score_from_probs(text, ground_truth, sentences, probs, labels, tau, top_k)
+    return score_from_probs(text, ground_truth, sentences, probs, labels, tau, top_k, weights)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65rv/reward/v1/reward.proto\x12\rerv.reward.v1\"<\n\nCompletion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x14\n\x0cground_truth\x18\x03 \x01(\t\"\x80\x01\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x0b\x63ompletions\x18\x02 \x03(\x0b\x32\x19.erv.reward.v1.Completion\x12\x18\n\x10return_sentences\x18\x03 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\".\n\x0eSentenceLabels\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\"\xe8\x01\n\x0f\x43ompletionScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x02 \x01(\x01\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\x01\x12\r\n\x05total\x18\x05 \x01(\x01\x12\x11\n\tpredicted\x18\x06 \x01(\t\x12\x15\n\rnum_sentences\x18\x07 \x01(\r\x12\x13\n\x0bnum_neutral\x18\x08 \x01(\r\x12\x14\n\x0cnum_matching\x18\t \x01(\r\x12\x30\n\tsentences\x18\n \x03(\x0b\x32\x1d.erv.reward.v1.SentenceLabels\"E\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"\x96\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12.\n\x06scores\x18\x03 \x03(\x0b\x32\x1e.erv.reward.v1.CompletionScore\x12*\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1b.erv.reward.v1.RequestError2\xa1\x01\n\rRewardService\x12\x42\n\x05Score\x12\x1b.erv.reward.v1.ScoreRequest\x1a\x1c.erv.reward.v1.ScoreResponse\x12L\n\x0bScoreStream\x12\x1b.erv.reward.v1.ScoreRequest\x1a\x1c.erv.reward.v1.ScoreResponse(\x01\x30\x01\x42U\n\x15\x64\x65v.ervgrpo.reward.v1P\x01Z:github.com/erv-grpo/erv-grpo/gen/go/erv/reward/v1;rewardv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65rv/reward/v1/reward.proto\x12\rerv.reward.v1\"<\n\nCompletion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x14\n\x0cground_truth\x18\x03 \x01(\t\"\xaf\x01\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x0b\x63ompletions\x18\x02 \x03(\x0b\x32\x19.erv.reward.v1.Completion\x12\x18\n\x10return_sentences\x18\x03 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\x12-\n\x07weights\x18\x05 \x01(\x0b\x32\x1c.erv.reward.v1.RewardWeights\"D\n\rRewardWeights\x12\x13\n\x0b\x65xplanation\x18\x01 \x01(\x01\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x01\".\n\x0eSentenceLabels\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\"\xe8\x01\n\x0f\x43ompletionScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x02 \x01(\x01\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\x01\x12\r\n\x05total\x18\x05 \x01(\x01\x12\x11\n\tpredicted\x18\x06 \x01(\t\x12\x15\n\rnum_sentences\x18\x07 \x01(\r\x12\x13\n\x0bnum_neutral\x18\x08 \x01(\r\x12\x14\n\x0cnum_matching\x18\t \x01(\r\x12\x30\n\tsentences\x18\n \x03(\x0b\x32\x1d.erv.reward.v1.SentenceLabels\"E\n\x0cRequestError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"\x96\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12.\n\x06scores\x18\x03 \x03(\x0b\x32\x1e.erv.reward.v1.CompletionScore\x12*\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1b.erv.reward.v1.RequestError2\xa1\x01\n\rRewardService\x12\x42\n\x05Score\x12\x1b.erv.reward.v1.ScoreRequest\x1a\x1c.erv.reward.v1.ScoreResponse\x12L\n\x0bScoreStream\x12\x1b.erv.reward.v1.ScoreRequest\x1a\x1c.erv.reward.v1.ScoreResponse(\x01\x30\x01\x42U\n\x15\x64\x65v.ervgrpo.reward.v1P\x01Z:github.com/erv-grpo/erv-grpo/gen/go/erv/reward/v1;rewardv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETION']._serialized_start=45
   _globals['_COMPLETION']._serialized_end=105
   _globals['_SCOREREQUEST']._serialized_start=108
-  _globals['_SCOREREQUEST']._serialized_end=236
-  _globals['_SENTENCELABELS']._serialized_start=238
-  _globals['_SENTENCELABELS']._serialized_end=284
-  _globals['_COMPLETIONSCORE']._serialized_start=287
-  _globals['_COMPLETIONSCORE']._serialized_end=519
-  _globals['_REQUESTERROR']._serialized_start=521
-  _globals['_REQUESTERROR']._serialized_end=590
-  _globals['_SCORERESPONSE']._serialized_start=593
-  _globals['_SCORERESPONSE']._serialized_end=743
-  _globals['_REWARDSERVICE']._serialized_start=746
-  _globals['_REWARDSERVICE']._serialized_end=907
+  _globals['_SCOREREQUEST']._serialized_end=283
+  _globals['_REWARDWEIGHTS']._serialized_start=285
+  _globals['_REWARDWEIGHTS']._serialized_end=353
+  _globals['_SENTENCELABELS']._serialized_start=355
+  _globals['_SENTENCELABELS']._serialized_end=401
+  _globals['_COMPLETIONSCORE']._serialized_start=404
+  _globals['_COMPLETIONSCORE']._serialized_end=636
+  _globals['_REQUESTERROR']._serialized_start=638
+  _globals['_REQUESTERROR']._serialized_end=707
+  _globals['_SCORERESPONSE']._serialized_start=710
+  _globals['_SCORERESPONSE']._serialized_end=860
+  _globals['_REWARDSERVICE']._serialized_start=863
+  _globals['_REWARDSERVICE']._serialized_end=1024
 # @@protoc_insertion_point(module_scope)

@@ -17,16 +17,28 @@ class Completion(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., ground_truth: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("request_id", "completions", "return_sentences", "timeout_ms")
+    __slots__ = ("request_id", "completions", "return_sentences", "timeout_ms", "weights")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
     RETURN_SENTENCES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     completions: _containers.RepeatedCompositeFieldContainer[Completion]
     return_sentences: bool
     timeout_ms: int
-    def __init__(self, request_id: _Optional[str] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., return_sentences: _Optional[bool] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    weights: RewardWeights
+    def __init__(self, request_id: _Optional[str] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., return_sentences: _Optional[bool] = ..., timeout_ms: _Optional[int] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ...) -> None: ...
+
+class RewardWeights(_message.Message):
+    __slots__ = ("explanation", "format", "answer")
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    explanation: float
+    format: float
+    answer: float
+    def __init__(self, explanation: _Optional[float] = ..., format: _Optional[float] = ..., answer: _Optional[float] = ...) -> None: ...
 
 class SentenceLabels(_message.Message):
     __slots__ = ("text", "labels")

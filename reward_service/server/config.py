@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.config_loading import flag_values, load_config
 from common.errors import ConfigError
+from reward_service.core.reward import RewardWeights
 from reward_service.transport import MAX_MESSAGE_BYTES
 
 
@@ -112,6 +113,18 @@ class RewardServiceConfig(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="compute precision of the torch backend (autocast); onnx runs float32 only"
     )
+    explanation_weight: float = Field(
+        1.0, ge=0, allow_inf_nan=False,
+        description="weight of R_E in the total of requests that carry no weights (paper: 1)",
+    )  # fmt: skip
+    format_weight: float = Field(
+        1.0, ge=0, allow_inf_nan=False,
+        description="weight of R_format in the total of requests that carry no weights (paper: 1)",
+    )  # fmt: skip
+    answer_weight: float = Field(
+        1.0, ge=0, allow_inf_nan=False,
+        description="weight of R_answer in the total of requests that carry no weights (paper: 1)",
+    )  # fmt: skip
     retry_after_ms: int = Field(
         200, ge=0, description="smallest retry hint sent with RESOURCE_EXHAUSTED (it grows with the queue)"
     )
@@ -126,6 +139,10 @@ class RewardServiceConfig(BaseModel):
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         return self
+
+    def weights(self) -> RewardWeights:
+        """The configured default weights (a request's own weights override them)."""
+        return RewardWeights(self.explanation_weight, self.format_weight, self.answer_weight)
 
     def read_token(self) -> str | None:
         """The bearer token from token_file (stripped), or None when no token is required."""

@@ -30,6 +30,7 @@ from reward_service.server.scorer import (
     RewardScorer,
     ScoreRequestData,
     ScoreResult,
+    request_weights,
 )
 from reward_service.transport import grpc_server_options
 
@@ -83,7 +84,14 @@ class ServiceState:
 
 
 def request_from_proto(msg: reward_pb2.ScoreRequest, time_remaining: float | None) -> ScoreRequestData:
-    """Plain request; its timeout is the tighter of the request's timeout_ms and the call deadline."""
+    """Plain request; its timeout is the tighter of the request's timeout_ms and the call deadline.
+
+    Raises InvalidRequestError for bad weights (the servicer answers INVALID_ARGUMENT).
+    """
+    weights = None
+    if msg.HasField("weights"):
+        w = msg.weights
+        weights = request_weights(w.explanation, w.format, w.answer)
     timeouts = [
         t for t in (msg.timeout_ms / 1000 if msg.timeout_ms else None, time_remaining) if t is not None
     ]
@@ -92,6 +100,7 @@ def request_from_proto(msg: reward_pb2.ScoreRequest, time_remaining: float | Non
         completions=tuple(Completion(c.id, c.text, c.ground_truth) for c in msg.completions),
         return_sentences=msg.return_sentences,
         timeout_s=max(0.0, min(timeouts)) if timeouts else None,
+        weights=weights,
     )
 
 

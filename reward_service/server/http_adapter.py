@@ -27,10 +27,20 @@ from reward_service.server.scorer import (
     RequestDeadlineError,
     RewardScorer,
     ScoreRequestData,
+    request_weights,
 )
 
 __all__ = ["HTTP_RPC", "ScoreRequestJSON", "build_http_app"]
 MAX_TIMEOUT_MS = 2**32 - 1  # timeout_ms is a uint32 on the wire (reward.proto)
+
+
+class WeightsJSON(BaseModel):
+    """reward.proto's RewardWeights; a missing key is 1 (the paper's weight)."""
+
+    model_config = ConfigDict(extra="forbid")
+    explanation: float = Field(1.0, description="weight of R_E (finite, >= 0)")
+    format: float = Field(1.0, description="weight of R_format (finite, >= 0)")
+    answer: float = Field(1.0, description="weight of R_answer (finite, >= 0)")
 
 
 class ScoreRequestJSON(BaseModel):
@@ -39,6 +49,9 @@ class ScoreRequestJSON(BaseModel):
     completions: list[Completion] = Field(..., description="completions to score")
     return_sentences: bool = Field(False, description="include per-sentence labels")
     timeout_ms: int = Field(0, ge=0, le=MAX_TIMEOUT_MS, description="server-side time budget in ms; 0 = none")
+    weights: WeightsJSON | None = Field(
+        None, description="weights of the components in total; absent: the server's (default 1, 1, 1)"
+    )
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> Response:
@@ -140,6 +153,9 @@ def build_http_app(
                 completions=tuple(body.completions),
                 return_sentences=body.return_sentences,
                 timeout_s=body.timeout_ms / 1000 if body.timeout_ms else None,
+                weights=None
+                if body.weights is None
+                else request_weights(body.weights.explanation, body.weights.format, body.weights.answer),
             )
             state.active_requests += 1
             try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from reward_service.core import reward
 from reward_service.core.labels import UNKNOWN, normalize
-from reward_service.core.reward import Completion
+from reward_service.core.reward import DEFAULT_WEIGHTS, Completion, RewardWeights, RewardWeightsError
 from reward_service.errors import RewardServiceError
 from reward_service.server.batcher import SentenceBatcher, UnscorableSentenceError
 from reward_service.server.idempotency import IdempotencyCache
@@ -36,10 +36,14 @@ class ScoreRequestData:
     completions: tuple[Completion, ...]
     return_sentences: bool = False
     timeout_s: float | None = None  # server-side budget of this request; None = none
+    weights: RewardWeights | None = None  # None: the server's configured weights
 
     def fingerprint(self) -> str:
         """Content hash: a reused request_id must come with exactly this content."""
         digest = hashlib.sha256(b"1" if self.return_sentences else b"0")
+        if self.weights is not None:  # absent weights keep the fingerprint of older requests
+            w = self.weights
+            digest.update(f"w{w.explanation!r},{w.format!r},{w.answer!r}".encode())
         for c in self.completions:
             for part in (c.id, c.text, c.ground_truth):
                 data = part.encode("utf-8", "surrogatepass")
@@ -70,6 +74,14 @@ class ScoreResult:
 
 class InvalidRequestError(RewardServiceError, ValueError):
     """Bad input; the message starts with the offending field (INVALID_ARGUMENT / HTTP 400)."""
+
+
+def request_weights(explanation, fmt, answer) -> RewardWeights:
+    """RewardWeights of a request; a bad value raises InvalidRequestError naming it (weights.format)."""
+    try:
+        return RewardWeights(explanation, fmt, answer)
+    except RewardWeightsError as err:
+        raise InvalidRequestError(str(err)) from None
 
 
 class RequestDeadlineError(RewardServiceError, TimeoutError):
@@ -134,6 +146,7 @@ class RewardScorer:
         idempotency_ttl_s: float = 600.0,
         idempotency_max_bytes: int = 1 << 30,
         metrics=None,
+        weights: RewardWeights = DEFAULT_WEIGHTS,
     ):
         self.batcher = batcher
         self.classifier = batcher.classifier
@@ -141,6 +154,7 @@ class RewardScorer:
         self.max_chars = max_chars
         self.idempotency = IdempotencyCache(idempotency_size, idempotency_ttl_s, idempotency_max_bytes)
         self.metrics = metrics
+        self.weights = weights  # used for requests that carry none
 
     async def score(self, req: ScoreRequestData) -> ScoreResult:
         """Validated, batched, assembled scores of `req`; replays come from the idempotency cache."""
@@ -212,13 +226,14 @@ class RewardScorer:
         """Per-completion rewards from the rows of the request's sentences (pure CPU work)."""
         flat_len = sum(len(sents) for sents in sentences)
         clf = self.classifier
+        weights = req.weights or self.weights
         # Label sets of the whole request at once: one vectorised pass instead of one per completion.
         sets = reward.label_sets(probs, clf.labels, clf.tau, clf.top_k) if flat_len else []
         results = []
         offset = 0
         for c, sents in zip(req.completions, sentences, strict=True):
             b = reward.score_from_label_sets(
-                c.text, c.ground_truth, sents, sets[offset : offset + len(sents)]
+                c.text, c.ground_truth, sents, sets[offset : offset + len(sents)], weights
             )
             offset += len(sents)
             results.append(

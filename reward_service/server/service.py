@@ -97,6 +97,7 @@ class RewardService:
             idempotency_ttl_s=config.idempotency_ttl_s,
             idempotency_max_bytes=config.idempotency_cache_bytes,
             metrics=self.metrics,
+            weights=config.weights(),
         )
         self.grpc_port = 0
         self.http_port = 0

@@ -137,7 +137,8 @@ def training_metrics_page(tmp_path_factory) -> str:
     sink = MetricsSink(tmp_path_factory.mktemp("train_scrape"), prometheus_port=0, tensorboard=False)
     try:
         record = {"step": 1, "policy_version": 1, "kl": 0.01, "clip_fraction": 0.1, "tokens_per_second": 50.0,
-                  "zero_signal_groups": 1, "worker_tokens_per_second/0": 25.0, "worker_tokens_per_second/1": 25.0}  # fmt: skip
+                  "zero_signal_groups": 1, "worker_tokens_per_second/0": 25.0, "worker_tokens_per_second/1": 25.0,
+                  "rollout_worker_restarts/0": 1, "rollout_workers": 2, "staleness/groups": [0, 1]}  # fmt: skip
         record.update({f"reward/{c}": 0.5 for c in ("explanation", "format", "answer", "total")})
         record.update({f"phase/{p}": 1.0 for p in ("generate", "reward_wait", "update", "weight_sync")})
         sink.log(record)

@@ -37,6 +37,11 @@ def test_dotted_overrides_parse_yaml_values():
         ("learner.kl_coef=abc", "learner.kl_coef: Input should be a valid number"),
         ("run.steps", "is not of the form key.path=value"),
         ("run.steps.x=1", "run.steps.x"),
+        (
+            "reward.weights.explanation=-1",
+            "reward.weights.explanation: Input should be greater than or equal to 0",
+        ),
+        ("reward.weights.answer=.inf", "reward.weights.answer: Input should be a finite number"),
     ],
 )
 def test_bad_values_are_named(override, message):
@@ -52,6 +57,8 @@ def test_missing_reward_target_and_missing_file():
 
 
 def test_cli_reports_config_errors_in_one_line(capsys):
+    with pytest.raises(SystemExit, match=r"erv-grpo: error: configs/ablation.yaml: experiment\.eval_every"):
+        main(["experiment", "ablation", "--config", "configs/ablation.yaml", "experiment.eval_every=0"])
     with pytest.raises(SystemExit, match="erv-grpo: error: configs/tiny.yaml: rollout.bogus"):
         main(["train", "--config", "configs/tiny.yaml", *FILL, "rollout.bogus=1"])
     with pytest.raises(SystemExit, match="--resume /no/such/run is not a run folder"):
@@ -59,11 +66,38 @@ def test_cli_reports_config_errors_in_one_line(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["bench", "rollout", "--help"]]
-)
+    "argv",
+    [["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["bench", "rollout", "--help"],
+     ["experiment", "ablation", "--help"], ["experiment", "judge", "--help"]],
+)  # fmt: skip
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code == 0
     out = capsys.readouterr().out
     assert "usage: erv-grpo" in out and "--" in out
+
+
+def test_ablation_configs_validate_and_arms_differ_only_in_run_and_weights():
+    from orchestrator.experiment_config import load_ablation_config
+
+    real = load_ablation_config("configs/ablation.yaml")
+    assert real.train.run.steps >= 30 and real.train.rollout.group_size == 16
+    assert real.eval_steps() == [0, 5, 10, 15, 20, 25, 30] and real.experiment.eval_limit is None
+    erv, no_erv = (real.arm_config(a, "/cold") for a in real.experiment.arms)
+    assert erv.reward.weights.as_tuple() == (1, 1, 1) and no_erv.reward.weights.as_tuple() == (0, 1, 1)
+    assert erv.learner.model == no_erv.learner.model == "/cold"
+    assert erv.run.seed == no_erv.run.seed and erv.run_dir() != no_erv.run_dir()
+    assert erv.model_dump(exclude={"run": {"name"}, "reward": {"weights"}}) == no_erv.model_dump(
+        exclude={"run": {"name"}, "reward": {"weights"}}
+    )
+    with pytest.raises(ConfigError, match="reference_arm"):
+        load_ablation_config("configs/ablation.yaml", ["experiment.reference_arm=none"])
+    with pytest.raises(ConfigError, match=r"experiment\.arms\.1\.weights\.explanation"):
+        load_ablation_config(
+            "configs/ablation.yaml",
+            [
+                "experiment.arms=[{name: a, weights: {}}, {name: b, weights: {explanation: -1}}]",
+                "experiment.reference_arm=a",
+            ],
+        )

@@ -149,3 +149,65 @@ def test_unknown_aggregation_is_rejected():
     z = torch.zeros(1, 1)
     with pytest.raises(ValueError, match="aggregation"):
         grpo_loss(z, z, z, torch.zeros(1), z, aggregation="sum")
+
+
+def test_decoupled_loss_by_hand():
+    # proximal = old = 0; behaviour mu gives w = exp(old - mu): row 0: 1, 0.5, 4 -> cap 2; row 1: 1.5, 1, (masked)
+    logp, old, ref, adv, mask = _hand_case()
+    mu = torch.tensor([[0.0, math.log(2), -math.log(4)], [-math.log(1.5), 0.0, -5.0]], dtype=torch.float64)
+    # surrogates of the on-policy case (1.2, 1.1, 0.5; -3.0, -1.6) times w: 1.2, 0.55, 1.0; -4.5, -1.6
+    k = [0.0, math.e - 2, math.exp(-1), 1 - math.log(2), 0.0]
+    row0 = [-(1.2 - 0.04 * k[0]), -(0.55 - 0.04 * k[1]), -(1.0 - 0.04 * k[2])]
+    row1 = [-(-4.5 - 0.04 * k[3]), -(-1.6 - 0.04 * k[4])]
+    seq_mean = (sum(row0) / 3 + sum(row1) / 2) / 2
+    assert seq_mean == pytest.approx(1.076976270, abs=1e-8)  # (-2.706554 / 3 + 6.112274 / 2) / 2
+
+    loss, metrics = grpo_loss(logp, old, ref, adv, mask, behavior_logprobs=mu, is_cap=2.0)
+    assert loss.item() == pytest.approx(seq_mean, abs=1e-10)
+    assert metrics["is_weight_mean"].item() == pytest.approx((1 + 0.5 + 2 + 1.5 + 1) / 5)
+    assert metrics["is_weight_max"].item() == pytest.approx(2.0)  # the masked w = e^5 does not count
+    assert metrics["is_truncated_fraction"].item() == pytest.approx(1 / 5)
+    # the clip is against the proximal policy, unchanged by the weight
+    assert metrics["clip_fraction"].item() == pytest.approx(0.4)
+    # a larger cap keeps the raw weight 4 of (row 0, token 2): surrogate 0.5 * 4 = 2.0 instead of 1.0
+    loss4, m4 = grpo_loss(logp, old, ref, adv, mask, behavior_logprobs=mu, is_cap=4.0)
+    assert loss4.item() == pytest.approx(seq_mean - (2.0 - 1.0) / 3 / 2, abs=1e-10)
+    assert m4["is_truncated_fraction"].item() == 0.0
+
+
+def test_decoupled_loss_with_fresh_rows_is_todays_loss_bit_for_bit():
+    # eta = 0, one update: proximal = behaviour = the current logprobs detached, w = exp(0) = 1 exactly
+    torch.manual_seed(3)
+    logp = (torch.randn(3, 4) - 2).requires_grad_()
+    ref = torch.randn(3, 4) - 2
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    adv = torch.tensor([0.5, -1.0, 2.0])
+    today, m0 = grpo_loss(logp, logp.detach(), ref, adv, mask)
+    decoupled, m1 = grpo_loss(logp, logp.detach(), ref, adv, mask, behavior_logprobs=logp.detach())
+    assert torch.equal(today, decoupled)
+    (g0,) = torch.autograd.grad(today, logp)
+    (g1,) = torch.autograd.grad(decoupled, logp)
+    assert torch.equal(g0, g1)
+    assert m1["is_weight_mean"].item() == 1.0 and m1["is_truncated_fraction"].item() == 0.0
+    assert m0["is_weight_max"].item() == 1.0
+
+
+def test_decoupled_loss_gradient_matches_finite_differences():
+    torch.manual_seed(4)
+    old = torch.randn(2, 4, dtype=torch.float64) - 1
+    logp = (old + torch.tensor([[0.05, -0.05, 0.5, -0.5]] * 2, dtype=torch.float64)).requires_grad_()
+    mu = old + torch.tensor([[0.3, -0.3, 1.5, 0.0]] * 2, dtype=torch.float64)  # w: 0.74, 1.35, cap, 1
+    ref = old + 0.3 * torch.randn(2, 4, dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+
+    def f(x):
+        return grpo_loss(x, old, ref, adv, mask, behavior_logprobs=mu)[0]
+
+    assert torch.autograd.gradcheck(f, (logp,), eps=1e-6, atol=1e-7)
+
+
+def test_is_cap_below_one_is_rejected():
+    z = torch.zeros(1, 1)
+    with pytest.raises(ValueError, match="is_cap"):
+        grpo_loss(z, z, z, torch.zeros(1), z, behavior_logprobs=z, is_cap=0.5)

@@ -184,3 +184,19 @@ def test_it_really_learns(tiny_qwen2_dir):
     assert end > start + 0.3, mean_rewards
     assert kls[0] == 0.0 and all(math.isfinite(k) for k in kls)
     assert sum(kls[-5:]) / 5 > sum(kls[1:6]) / 5 > 0
+
+
+def test_stale_rows_get_the_decoupled_weight_fresh_rows_none(tiny_qwen2_dir):
+    # Two learners from the same weights, one update each on the same rows: once tagged with the learner's
+    # version (fresh: today's loss, w = 1), once as sampled one version ago (w = min(pi_prox / mu, cap)).
+    fresh_learner = _learner(tiny_qwen2_dir, lr=1e-3, is_cap=1.05)
+    stale_learner = _learner(tiny_qwen2_dir, lr=1e-3, is_cap=1.05)
+    fresh_learner._version = stale_learner._version = 3
+    fresh, stale = make_batch(seed=8, version=3), make_batch(seed=8, version=3)
+    stale.sampled_versions = [2] * 3 + [3] * 3  # the first prompt's group is one version old
+    mf, ms = fresh_learner.update(fresh), stale_learner.update(stale)
+    assert mf["is_weight_mean"] == 1.0 and mf["is_weight_max"] == 1.0 and mf["is_truncated_fraction"] == 0.0
+    # sampler -6.0, learner about -6.24: pi_prox / mu = exp(-0.24) < 1 for most tokens, above the 1.05 cap for some
+    assert ms["is_weight_mean"] != 1.0 and ms["is_weight_max"] <= 1.05 + 1e-9
+    assert 0.0 < ms["is_truncated_fraction"] < 0.5
+    assert ms["loss"] != mf["loss"] and ms["kl"] == mf["kl"]

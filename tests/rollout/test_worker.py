@@ -95,3 +95,32 @@ def test_same_seeds_give_the_same_groups(engine):
     assert [[c.token_ids for c in g.completions] for g in a.groups] == [
         [c.token_ids for c in g.completions] for g in b.groups
     ]
+
+
+def test_reward_weights_of_the_config_go_with_every_request():
+    """The client path (no engine needed): RolloutConfig.reward_weights become the request's weights."""
+    seen = []
+
+    class Client:
+        async def score(self, completions, request_id, deadline_s, weights):
+            seen.append(weights)
+            return {}
+
+    for weights, want in (((0.0, 1.0, 1.0), (0.0, 1.0, 1.0)), (None, None)):
+        config = CONFIG.model_copy(update={"reward_weights": weights})
+        worker = RolloutWorker(0, "unused", config, engine=object(), score_fn=length_score)
+        try:
+            worker._client = Client()
+            worker._call(worker._client_score([], "r"))
+        finally:
+            worker._client = None
+            worker.close()
+        got = seen[-1]
+        assert (got if got is None else (got.explanation, got.format, got.answer)) == want
+
+
+def test_bad_reward_weights_fail_at_config_time_naming_the_component():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="weights.format: must be finite and >= 0"):
+        RolloutConfig(reward_weights=(1.0, -1.0, 1.0))

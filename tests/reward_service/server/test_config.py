@@ -36,6 +36,8 @@ def test_yaml_then_flags(tiny_erv_dir, tmp_path):
         ("grpc_port: 70000\n", "grpc_port: Input should be less than or equal to 65535"),
         ("tls_cert: /x.pem\n", "tls_cert and tls_key must be given together"),
         ("- a\n- b\n", "must hold a mapping"),
+        ("format_weight: -0.5\n", "format_weight: Input should be greater than or equal to 0"),
+        ("explanation_weight: .nan\n", "explanation_weight: Input should be a finite number"),
     ],
 )
 def test_bad_config_is_one_clear_line(tiny_erv_dir, tmp_path, yaml_text, message):

@@ -48,7 +48,9 @@ def test_wire_contract_field_numbers():
         "completions": 2,
         "return_sentences": 3,
         "timeout_ms": 4,
+        "weights": 5,
     }
+    assert numbers(reward_pb2.RewardWeights) == {"explanation": 1, "format": 2, "answer": 3}
     assert numbers(reward_pb2.ScoreResponse) == {"request_id": 1, "model_version": 2, "scores": 3, "error": 4}
     assert numbers(reward_pb2.CompletionScore) == {
         "id": 1, "explanation": 2, "format": 3, "answer": 4, "total": 5, "predicted": 6,

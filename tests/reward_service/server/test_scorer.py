@@ -182,3 +182,27 @@ def test_timeout_drops_the_work_before_inference():
 
     asyncio.run(main())
     assert clf.batches == [["blocker."]]
+
+
+def test_request_weights_override_the_configured_ones_and_components_stay():
+    from reward_service.core.reward import RewardWeights
+
+    scorer, _, _ = make_scorer(weights=RewardWeights(0.0, 1.0, 1.0))
+    plain = req(("a", GOOD, "happy"), request_id="")
+    weighted = req(("a", GOOD, "happy"), request_id="", weights=RewardWeights(2.0, 0.5, 0.0))
+    configured, own = asyncio.run(_score(scorer, plain, weighted))
+    # GOOD for happy: R_E = 1, R_format = 1, R_answer = 1 (worked above).
+    assert configured.scores[0].total == 2.0  # 0 * 1 + 1 * 1 + 1 * 1
+    assert own.scores[0].total == 2.5  # 2 * 1 + 0.5 * 1 + 0 * 1
+    for s in (configured.scores[0], own.scores[0]):
+        assert (s.explanation, s.format, s.answer) == (1.0, 1.0, 1.0)
+    assert (
+        plain.fingerprint() != weighted.fingerprint()
+    )  # a reused request_id with other weights is a conflict
+
+
+def test_bad_request_weights_name_the_field():
+    from reward_service.server.scorer import request_weights
+
+    with pytest.raises(InvalidRequestError, match="^weights.format:"):
+        request_weights(1.0, -1.0, 1.0)

@@ -392,3 +392,46 @@ def test_http_connections_have_nagle_off(erv):
     nodelay = asyncio.run(main())
     assert nodelay, "the keep-alive connection should still be open"
     assert all(nodelay), nodelay
+
+
+def test_weights_from_config_and_request_over_grpc_and_http(erv):
+    group = make_group(random.Random(5), "w", size=3)
+
+    async def main():
+        async with running_service(erv, explanation_weight=0.0, answer_weight=2.0) as svc:
+            async with RewardClient(f"127.0.0.1:{svc.grpc_port}") as client:
+                configured = await client.score(group)
+                own = await client.score(group, weights=reward.RewardWeights(3.0, 0.5, 1.0))
+                async with client.stream() as stream:
+                    streamed = await stream.score(group, weights=reward.RewardWeights(3.0, 0.5, 1.0))
+                bad = reward_pb2.ScoreRequest(
+                    completions=[reward_pb2.Completion(id="a", text="x", ground_truth="sad")]
+                )
+                bad.weights.explanation = float("nan")
+                stub = reward_pb2_grpc.RewardServiceStub(client.channel)
+                with pytest.raises(grpc.aio.AioRpcError) as rejected:
+                    await stub.Score(bad)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.http_port}") as http:
+                body = {
+                    "completions": [c.__dict__ for c in group],
+                    "weights": {"explanation": 3.0, "format": 0.5},
+                }
+                via_http = (await http.post("/v1/score", json=body)).json()
+                bad_http = await http.post("/v1/score", json={**body, "weights": {"format": -1}})
+            return configured, own, streamed, rejected.value, via_http, bad_http
+
+    configured, own, streamed, rejected, via_http, bad_http = asyncio.run(main())
+    http_scores = {s["id"]: s for s in via_http["scores"]}
+    for c in group:
+        want = expected_score(erv, c)
+        for got in (configured[c.id], own[c.id], streamed[c.id]):
+            assert (got.explanation, got.format, got.answer) == pytest.approx(
+                (want.explanation, want.format, want.answer)
+            )  # the components whatever the weights
+        assert configured[c.id].total == pytest.approx(want.format + 2 * want.answer)
+        assert own[c.id].total == pytest.approx(3 * want.explanation + 0.5 * want.format + want.answer)
+        assert streamed[c.id].total == pytest.approx(own[c.id].total)
+        assert http_scores[c.id]["total"] == pytest.approx(own[c.id].total)  # a missing key is 1
+    assert rejected.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rejected.details().startswith("weights.explanation")
+    assert bad_http.status_code == 400 and bad_http.json()["error"]["message"].startswith("weights.format")

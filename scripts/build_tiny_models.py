@@ -1,0 +1,20 @@
+"""Build the tests' tiny policy (a random Qwen2 fitted to the answer format) and tiny ERV into one folder.
+
+Run from the repository root on a developer machine: `python scripts/build_tiny_models.py DIR` writes
+DIR/policy and DIR/erv, the models `erv-grpo bench async --model DIR/policy --erv-dir DIR/erv` uses
+when no embedded model should be involved (seconds to build, nothing downloaded).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.tiny_erv import build_tiny_erv  # noqa: E402
+from tests.support.tiny_policy import build_tiny_formatted_policy  # noqa: E402
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/models/tiny")
+    print(build_tiny_formatted_policy(out / "policy"), build_tiny_erv(out / "erv"))
