@@ -19,9 +19,18 @@ G, B = 4, 2
 
 @pytest.fixture(scope="module")
 def omni_run(clip_set, tmp_path_factory):
+    return _run(clip_set, tmp_path_factory.mktemp("omni"))
+
+
+@pytest.fixture(scope="module")
+def omni_async_run(clip_set, tmp_path_factory):
+    """The same with run.max_staleness=1: step s+1's clip prompts are generated during step s's update."""
+    return _run(clip_set, tmp_path_factory.mktemp("omni-async"), "run.max_staleness=1")
+
+
+def _run(clip_set, tmp, *more):
     import ray
 
-    tmp = tmp_path_factory.mktemp("omni")
     rows = [dict(r, video=str(clip_set.dir / r["video"])) for r in clip_set.rows("train")[:4]]
     config = load_config("configs/tiny-omni.yaml", [
         f"learner.model={build_tiny_formatted_omni(tmp / 'policy')}",
@@ -29,6 +38,7 @@ def omni_run(clip_set, tmp_path_factory):
         f"run.output_dir={tmp / 'runs'}",
         f"data.train_file={write_rows(tmp / 'train.jsonl', rows)}",
         f"data.media_cache_dir={tmp / 'media'}",
+        *more,
     ])  # fmt: skip
     seen, versions = [], []
     real = loop.build_batch
@@ -84,3 +94,16 @@ def test_the_loss_moves_and_the_engines_get_the_new_weights_with_parity(omni_run
         assert r["sync_logprob_abs_diff"] <= 1e-3 and r["sampler_logprob_abs_diff"] <= 1e-3
     assert len({r["loss"] for r in records}) > 1
     assert records[-1]["kl"] > 0  # the policy left the reference: the update was applied
+
+
+def test_async_rollouts_carry_the_clips_too(omni_async_run):
+    records, seen, versions = omni_async_run
+    assert [r["step"] for r in records] == [1, 2, 3] and versions == [[1, 1], [2, 2], [3, 3]]
+    for groups, media in seen:
+        assert len(groups) == B and all(len(g.rewards) == G for g in groups)
+        assert media is not None and set(media) == {g.prompt_id for g in groups}
+        assert all("<|VIDEO|>" in g.prompt_text for g in groups)
+    for r in records:
+        assert r["media_errors"] == 0 and r["staleness/max"] <= 1
+        assert r["sync_logprob_abs_diff"] <= 1e-3
+    assert records[-1]["kl"] > 0
