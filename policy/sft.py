@@ -23,7 +23,7 @@ import torch
 
 from policy.config import SFTConfig
 from policy.errors import PolicyError
-from policy.learner import completion_logprobs, pad_rows
+from policy.forward import completion_logprobs, pad_rows
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
 from reward_service.core.reward import extract_answer, format_reward
 

@@ -1,0 +1,59 @@
+"""Padded micro-batch tensors and the completion-token logprobs of a forward pass.
+
+Runs in the learner process (and the SFT trainer); shared by `policy.learner` and `policy.sft`.
+Memory layout: prompts left-padded to the longest prompt, completions right-padded, so every
+completion starts at the same column and only the last C+1 positions need the output projection.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from policy import multimodal
+from policy.grpo import token_logprobs
+
+
+def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device) -> dict:
+    """Token lists -> padded tensors: [left pad | prompt | completion | right pad].
+
+    Returns input_ids, attention_mask, position_ids (N, P+C) and completion_mask (N, C),
+    where P = longest prompt and C = longest completion of these rows.
+    """
+    p_max = max(len(p) for p in prompts)
+    c_max = max(len(c) for c in completions)
+    if c_max == 0:
+        raise ValueError("every completion in the micro-batch is empty")
+    n = len(prompts)
+    input_ids = torch.full((n, p_max + c_max), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, p_max + c_max), dtype=torch.long)
+    completion_mask = torch.zeros((n, c_max), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        input_ids[i, p_max - len(p) : p_max] = torch.tensor(p, dtype=torch.long)
+        input_ids[i, p_max : p_max + len(c)] = torch.tensor(c, dtype=torch.long)
+        attention_mask[i, p_max - len(p) : p_max + len(c)] = 1
+        completion_mask[i, : len(c)] = 1
+    # Positions count real tokens only, so left padding does not shift the rotary phases.
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask.to(device),
+        "position_ids": position_ids.to(device),
+        "completion_mask": completion_mask.to(device),
+    }
+
+
+def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
+    """Logprobs of the completion tokens of a padded micro-batch: (N, C) float32 (padding included, masked later)."""
+    if mb.get("mm") is not None:  # an omni / VL model: media kwargs, 3-D rotary positions
+        return multimodal.completion_logprobs(model, mb, autocast)
+    c = mb["completion_mask"].shape[1]
+    with autocast():
+        out = model(
+            input_ids=mb["input_ids"],
+            attention_mask=mb["attention_mask"],
+            position_ids=mb["position_ids"],
+            logits_to_keep=c + 1,  # positions P-1 .. P+C-1; the last one predicts past the end
+            use_cache=False,
+        )
+    logits = out.logits[:, :-1, :]  # (N, C, V): position P-1+j predicts completion token j
+    return token_logprobs(logits, mb["input_ids"][:, -c:])  # (N, C)
