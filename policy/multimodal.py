@@ -13,6 +13,7 @@ attention mask (left padding included), as vLLM does.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -81,7 +82,7 @@ def freeze_towers(model, vision: bool, audio: bool) -> list[str]:
 class MediaProcessor:
     """The model folder's HF processor over (prompt text, media dict) -> tensors of one prompt (batch 1)."""
 
-    def __init__(self, path: str, mm_processor_kwargs: dict | None = None):
+    def __init__(self, path: str, mm_processor_kwargs: dict | None = None, max_cache_bytes: int = 256 << 20):
         from common.torchvision_ops import ensure_torchvision_importable
 
         ensure_torchvision_importable()
@@ -90,8 +91,27 @@ class MediaProcessor:
         self.processor = AutoProcessor.from_pretrained(path)
         self.kwargs = dict(mm_processor_kwargs or {})
         self.tokenizer = self.processor.tokenizer
+        # A clip comes back every epoch: its tensors are kept (LRU, bounded by bytes) under the media
+        # cache's content key and the prompt text, so the processor runs once per clip, not per step.
+        self._cache: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self.cache_bytes, self.max_cache_bytes, self.calls = 0, max_cache_bytes, 0
 
     def __call__(self, prompt_text: str, media: dict) -> dict:
+        key = (media["cache_key"], prompt_text) if media.get("cache_key") else None
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        out = self._process(prompt_text, media)
+        if key is not None:
+            self._cache[key] = out
+            self.cache_bytes += sum(t.numel() * t.element_size() for t in out.values())
+            while self.cache_bytes > self.max_cache_bytes and self._cache:
+                _, old = self._cache.popitem(last=False)
+                self.cache_bytes -= sum(t.numel() * t.element_size() for t in old.values())
+        return out
+
+    def _process(self, prompt_text: str, media: dict) -> dict:
+        self.calls += 1
         kw = dict(self.kwargs)
         if media.get("video") is not None:
             kw["videos"] = [media["video"]]

@@ -153,3 +153,23 @@ def test_reference_mrope_positions_continue_after_the_videos_last_frame():
     assert pos[1, 3:11].tolist() == [3, 3, 4, 4, 3, 3, 4, 4]  # h
     assert pos[2, 3:11].tolist() == [3, 4, 3, 4, 3, 4, 3, 4]  # w
     assert pos[:, 11:].tolist() == [[8, 9]] * 3  # largest position 7, + 1 (transformers 5.19 says 5)
+
+
+def test_a_clip_seen_again_reuses_its_processor_tensors_keyed_by_content_and_prompt(omni_dir):
+    learner = learner_for(omni_dir)
+    proc = learner.processor
+    text = learner.tokenizer.apply_chat_template(clip_messages(), add_generation_prompt=True, tokenize=False)
+    clip = {**make_media(seed=0), "cache_key": "a" * 64}
+    first = proc(text, clip)
+    again = proc(text, {**make_media(seed=0), "cache_key": "a" * 64})  # the next epoch: new arrays, same clip
+    assert proc.calls == 1 and again is first
+    other = proc(text, {**make_media(seed=1), "cache_key": "b" * 64})
+    assert proc.calls == 2 and not torch.equal(other["input_features"], first["input_features"])
+    proc(text + " ", clip)  # another prompt text around the same clip is processed on its own
+    assert proc.calls == 3
+    proc(text, make_media(seed=0))  # no content key (arrays made by hand): never cached
+    proc(text, make_media(seed=0))
+    assert proc.calls == 5
+    proc.max_cache_bytes = 0  # bounded by bytes: nothing stays
+    proc(text, {**make_media(seed=2), "cache_key": "c" * 64})
+    assert proc.cache_bytes == 0 and not proc._cache
