@@ -44,6 +44,7 @@ def clip_rollout_steps(config, clips_file: Path, model: str, epochs: int, group_
         warm = MediaLoader(Path(tmp) / "warm-up", config.data.video_max_pixels).load(first)
         (group,) = engine.generate([model_prompt(first)], n=2, temperature=1.0, max_tokens=4, media=[warm])
         processor(group.prompt_text, warm)
+        processor.clear_cache()  # the warm-up clip is timed like any other in epoch 1
         sampler = PromptSampler(records, config.run.seed, shuffle=False)
         steps = []
         for step in range(epochs * math.ceil(len(records) / per_step)):

@@ -110,6 +110,11 @@ class MediaProcessor:
                 self.cache_bytes -= sum(t.numel() * t.element_size() for t in old.values())
         return out
 
+    def clear_cache(self) -> None:
+        """Forget every kept clip (a benchmark's warm-up must not count as a seen clip)."""
+        self._cache.clear()
+        self.cache_bytes = 0
+
     def _process(self, prompt_text: str, media: dict) -> dict:
         self.calls += 1
         kw = dict(self.kwargs)
