@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from policy.tiny_omni import build_tiny_omni
-from tests.support.tiny_policy import LABELS
+from tests.support.tiny_policy import fit_format_step
 
 QUESTION = (
     "As an emotional recognition expert; throughout the video, which emotion conveyed by the characters "
@@ -41,21 +41,6 @@ def build_tiny_formatted_omni(path: str | Path, steps: int = 60, seed: int = 0) 
     opt = torch.optim.AdamW(lm, lr=3e-3)
     model.train()
     for _ in range(steps):
-        seqs, masks = [], []
-        for _row in range(4):
-            label = rng.choice(LABELS)
-            target = f"<think>The person looks {label}.</think><answer>{label}</answer><|im_end|>"
-            t_ids = tok(target, add_special_tokens=False)["input_ids"]
-            seqs.append(p_ids + t_ids)
-            masks.append([0] * len(p_ids) + [1] * len(t_ids))
-        width = max(len(s) for s in seqs)
-        ids = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
-        mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], dtype=torch.float32)
-        logits = model(input_ids=ids).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        fit_format_step(model, opt, tok, [p_ids] * 4, rng)
     full.save_pretrained(path)
     return path

@@ -30,26 +30,37 @@ def build_tiny_formatted_policy(path: str | Path, steps: int = 80, seed: int = 0
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
-        batch = rng.sample(rows, 4)
-        seqs, masks = [], []
-        for row in batch:
-            prompt = tok.apply_chat_template(
+        prompts = [
+            tok.apply_chat_template(
                 [{"role": "user", "content": row["prompt"]}], add_generation_prompt=True, tokenize=False
             )
-            label = rng.choice(LABELS)
-            target = f"<think>The person looks {label}.</think><answer>{label}</answer><|im_end|>"
-            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-            t_ids = tok(target, add_special_tokens=False)["input_ids"]
-            seqs.append(p_ids + t_ids)
-            masks.append([0] * len(p_ids) + [1] * len(t_ids))
-        width = max(len(s) for s in seqs)
-        ids = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
-        mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], dtype=torch.float32)
-        logits = model(ids).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+            for row in rng.sample(rows, 4)
+        ]
+        fit_format_step(
+            model, opt, tok, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], rng
+        )
     model.save_pretrained(path)
     return path
+
+
+def fit_format_step(model, opt, tok, prompt_ids: list[list[int]], rng: random.Random) -> None:
+    """One AdamW step of supervised fitting: each prompt -> a short explanation and answer with a random label
+    (loss on the target tokens only). Shared by the text and the omni formatted tiny policies."""
+    import torch
+
+    seqs, masks = [], []
+    for p_ids in prompt_ids:
+        label = rng.choice(LABELS)
+        target = f"<think>The person looks {label}.</think><answer>{label}</answer><|im_end|>"
+        t_ids = tok(target, add_special_tokens=False)["input_ids"]
+        seqs.append(p_ids + t_ids)
+        masks.append([0] * len(p_ids) + [1] * len(t_ids))
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], dtype=torch.float32)
+    logits = model(input_ids=ids).logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
