@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # noqa: E402, F401  (hooks torchvision's first import: common/torchvision_ops.py)
 from tests.support.tiny_erv import build_tiny_erv  # noqa: E402
 from tests.support.tiny_policy import build_tiny_formatted_policy  # noqa: E402
 
