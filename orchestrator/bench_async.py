@@ -35,9 +35,11 @@ def _overrides(args, eta: int, name: str) -> list[str]:
         f"rollout.max_tokens={args.max_tokens}",
         "rollout.num_workers=1",
         "rollout.num_cpus_per_worker=1",
-        "rollout.cpu_threads_bind='0'",  # the engine's OpenMP thread on core 0
+        "rollout.cpu_threads_bind='0'",  # the engine on core 0 ...
+        "rollout.pin_process=true",  # ... all its threads (Python, gRPC), not only vLLM's OpenMP one
+        "learner.cpu_bind='1'",  # the learner, every thread, on core 1
         "ray.num_cpus=3",  # worker 1 + learner 1 + the reward client's share
-        "ray.learner_num_cpus=1",  # Ray gives the learner OMP_NUM_THREADS=1
+        "ray.learner_num_cpus=1",
         "metrics.prometheus_port=null",
         "metrics.tensorboard=false",
     ]

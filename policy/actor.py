@@ -17,8 +17,10 @@ from pathlib import Path
 import ray
 import torch
 
+from common.affinity import parse_cores, pin_process
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
+from policy.errors import PolicyError
 
 
 class LearnerActor:
@@ -28,6 +30,12 @@ class LearnerActor:
         self.config = LearnerConfig.model_validate(config)
         self.rank, self.world_size = rank, world_size
         self.learner = None
+        if self.config.cpu_bind is not None:  # the whole process, before torch starts its thread pools
+            try:
+                cores = pin_process(parse_cores(self.config.cpu_bind))
+            except ValueError as err:
+                raise PolicyError(f"learner.cpu_bind: {err}") from None
+            torch.set_num_threads(len(cores))
 
     def rendezvous(self) -> tuple[str, int]:
         """This node's address and a free port (called on rank 0)."""

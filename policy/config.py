@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from common.affinity import parse_cores
 
 
 class LearnerConfig(BaseModel):
@@ -70,6 +72,11 @@ class LearnerConfig(BaseModel):
         description="Deprecated spelling of precision (true = auto, false = fp32); ignored when precision is set.",
     )
     seed: int = Field(0, description="Seed of torch's RNG in the learner process.")
+    cpu_bind: str | None = Field(
+        None,
+        description="Cores the learner process is pinned to, every thread (e.g. '1', '2-5'), with one torch "
+        "thread per core; None = where the OS schedules it. For layouts that give the learner cores of its own.",
+    )
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp",
         description="How several learner ranks share the work: ddp = every rank holds the whole policy, "
@@ -100,6 +107,13 @@ class LearnerConfig(BaseModel):
         description="Keyword arguments of the multimodal processor (e.g. min_pixels, max_pixels): must equal "
         "rollout.mm_processor_kwargs, or the learner's prompt token ids differ from the engine's (checked).",
     )
+
+    @field_validator("cpu_bind")
+    @classmethod
+    def _cores(cls, value):
+        if value is not None:
+            parse_cores(value)  # a ValueError naming the spec
+        return value
 
     @model_validator(mode="after")
     def _migrate_bf16(self):

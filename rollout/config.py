@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.affinity import parse_cores
 from common.precision import ENGINE_DTYPES, choose_precision, cpu_flags
 from reward_service.core.reward import RewardWeights
 
@@ -54,6 +55,11 @@ class RolloutConfig(BaseModel):
     num_gpus_per_worker: float = Field(0.0, ge=0.0, description="Ray GPUs reserved per rollout worker")
     kv_cache_gib: int = Field(1, ge=1, description="CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
     cpu_threads_bind: str = Field("0-1", description="cores the CPU engine binds its OMP threads to")
+    pin_process: bool = Field(
+        False,
+        description="CPU workers: pin every thread of the worker process to cpu_threads_bind, not only vLLM's "
+        "OpenMP threads (its Python, gRPC and Ray threads otherwise run on any core, e.g. the learner's)",
+    )
     reward_deadline_s: float = Field(
         60.0, gt=0.0, description="deadline of one reward call for one group, its retries included"
     )
@@ -92,6 +98,12 @@ class RolloutConfig(BaseModel):
         if self.max_workers is not None and self.max_workers < self.num_workers:
             raise ValueError(f"max_workers ({self.max_workers}) is below num_workers ({self.num_workers})")
         return self
+
+    @field_validator("cpu_threads_bind")
+    @classmethod
+    def _cores(cls, value):
+        parse_cores(value)  # a ValueError naming the spec
+        return value
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -17,9 +17,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.affinity import parse_cores, pin_process
 from reward_service.core.reward import Completion, RewardWeights
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
+from rollout.errors import RolloutError
 
 # (inputs, request_id) -> {completion_id: score with .explanation .format .answer .total .predicted}
 ScoreFn = Callable[[list[Completion], str], Awaitable[dict]]
@@ -101,6 +103,12 @@ class RolloutWorker:
         self.config = config
         if engine is None:
             from rollout.engine import VllmEngine
+
+            if config.pin_process and config.num_gpus_per_worker == 0:
+                try:  # every thread of this process, not only vLLM's OpenMP ones
+                    pin_process(parse_cores(config.cpu_threads_bind))
+                except ValueError as err:
+                    raise RolloutError(f"rollout.cpu_threads_bind: {err}") from None
 
             dtype, why = config.engine_dtype()
             print(
