@@ -221,4 +221,6 @@ class RolloutPipeline:
                                self.media.get(p.id)) for p in prompts]  # fmt: skip
 
     def _tag(self, step: int, round_: int, attempt: int) -> str:
-        return f"{self.config.run.name}/s{step}/r{round_}/a{attempt}"
+        # The reward requests' ids: the version makes a resumed run's redo of a step (other weights,
+        # other completions) new requests to a reward service that still holds the first ones.
+        return f"{self.config.run.name}/s{step}/r{round_}/a{attempt}/v{self._version()}"

@@ -75,7 +75,7 @@ def test_eta_zero_starts_each_step_alone_with_todays_tags_and_seeds():
         groups, stats = pipe.batch(step)
         assert [g.prompt_id for g in groups] == [f"p{2 * step - 2}", f"p{2 * step - 1}"]
         pool.version += 1  # the update and the sync
-    assert [s[0] for s in pool.submitted] == ["r/s1/r0/a0", "r/s2/r0/a0"]  # nothing ahead
+    assert [s[0] for s in pool.submitted] == ["r/s1/r0/a0/v0", "r/s2/r0/a0/v1"]  # nothing ahead
     assert pool.submitted[1][2] == [request_seed(7, 2, "p2", 0), request_seed(7, 2, "p3", 0)]
     assert stats["staleness/max"] == 0 and "overlap_seconds" not in stats
 
@@ -83,7 +83,7 @@ def test_eta_zero_starts_each_step_alone_with_todays_tags_and_seeds():
 def test_eta_one_generates_the_next_step_before_the_update():
     pipe, pool, sampler = _pipeline(eta=1)
     pipe.batch(1)
-    assert [s[0] for s in pool.submitted] == ["r/s1/r0/a0", "r/s2/r0/a0"]  # step 2 runs during update 1
+    assert [s[0] for s in pool.submitted] == ["r/s1/r0/a0/v0", "r/s2/r0/a0/v0"]  # step 2 runs during update 1
     assert pipe.state()["sampler"] == {"epoch": 0, "cursor": 2} and sampler.state()["cursor"] == 4
     assert pipe.state()["in_flight_groups"] == 2
     pool.version = 1
@@ -91,7 +91,7 @@ def test_eta_one_generates_the_next_step_before_the_update():
     groups, stats = pipe.batch(2)
     assert [g.policy_version for g in groups] == [0, 0] and stats["staleness/groups"] == [1, 1]
     assert stats["stale_groups_dropped"] == 0 and stats["overlap_seconds"] == pytest.approx(5.0)  # 15..20
-    assert [s[0] for s in pool.submitted][-1] == "r/s3/r0/a0"
+    assert [s[0] for s in pool.submitted][-1] == "r/s3/r0/a0/v1"
     assert len(pool.submitted) == 3  # step 4 is not started before step 3 is consumed
 
 
@@ -104,7 +104,7 @@ def test_a_group_older_than_eta_is_dropped_at_consumption_and_redrawn_with_the_s
     assert stats["stale_groups_dropped"] == 2 and pipe.totals["stale_groups_dropped"] == 2
     assert [g.policy_version for g in groups] == [2, 2] and stats["staleness/max"] == 0
     tag, ids, seeds = pool.submitted[2]
-    assert tag == "r/s2/r0/a0/stale1" and ids == ["p2", "p3"]
+    assert tag == "r/s2/r0/a0/v2/stale1" and ids == ["p2", "p3"]
     assert seeds == [request_seed(7, 2, "p2", 0), request_seed(7, 2, "p3", 0)]
 
 
@@ -114,7 +114,7 @@ def test_admission_drops_a_call_that_answered_too_stale():
     pipe.batch(1)
     learner.version = pool.version = 2
     assert pipe.admit() == 2  # step 2's answered call is started again with the current weights
-    assert pool.submitted[-1][0] == "r/s2/r0/a0/again"
+    assert pool.submitted[-1][0] == "r/s2/r0/a0/v0/again"
     groups, stats = pipe.batch(2)
     assert [g.policy_version for g in groups] == [2, 2] and stats["stale_groups_dropped"] == 0
     assert pipe.totals["stale_groups_dropped"] == 2

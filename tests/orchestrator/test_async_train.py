@@ -8,14 +8,11 @@ import time
 
 import pytest
 
-from orchestrator.cluster import Cluster
-from orchestrator.config import load_config
 from orchestrator.loop import train
 from orchestrator.scale import request_scale
 from orchestrator.supervisor import RolloutWorkerFailedError
 from orchestrator.tracking import read_metrics
-from tests.support.tiny_erv import build_tiny_erv
-from tests.support.tiny_policy import build_tiny_formatted_policy
+from tests.support.tiny_run import tiny_cluster, tiny_config
 
 pytestmark = pytest.mark.slow
 B, G = 2, 4  # configs/tiny.yaml: prompts_per_step, group_size
@@ -23,24 +20,16 @@ B, G = 2, 4  # configs/tiny.yaml: prompts_per_step, group_size
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("async")
-    overrides = [
-        f"learner.model={build_tiny_formatted_policy(tmp / 'policy')}",
-        f"reward.model_dir={build_tiny_erv(tmp / 'erv')}",
-        f"run.output_dir={tmp / 'runs'}",
+    return tiny_config(
+        tmp_path_factory.mktemp("async"),
         "rollout.max_tokens=48",  # long enough that a kill lands inside a rollout
-    ]
-    return lambda *more: load_config("configs/tiny.yaml", overrides + list(more))
+    )
 
 
 @pytest.fixture(scope="module")
 def cluster(base, tmp_path_factory):
-    import ray
-
-    c = Cluster(base(), tmp_path_factory.mktemp("cluster"))
-    yield c
-    c.close()
-    ray.shutdown()
+    with tiny_cluster(base(), tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +84,8 @@ def test_resume_of_an_async_run_drops_the_groups_in_flight_and_counts_them(base,
     # Step 3's B groups were in flight at the checkpoint: dropped and counted, its prompts taken again
     # and generated with the resumed weights (version 2: staleness 0); step 4 overlaps again.
     assert records[2]["resume_dropped_groups"] == B and records[3]["resume_dropped_groups"] == 0
+    # the redo of step 3 (other weights, other completions) is new to the reward service, not a clash
+    assert all(r["reward_retries"] == 0 for r in records)
     assert [r["prompt_ids"] for r in records] == [r["prompt_ids"] for r in async_run]
     assert records[2]["staleness/groups"] == [0, 0] and records[3]["staleness/groups"] == [1, 1]
     assert records[2]["sampled_version"] == 2 and async_run[2]["sampled_version"] == 1

@@ -8,13 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cluster import Cluster
-from orchestrator.config import load_config
 from orchestrator.loop import train
 from orchestrator.tracking import read_metrics
 from tests.support.metric_names import dashboard_exprs, exported_names, promql_metric_names, rules_names
-from tests.support.tiny_erv import build_tiny_erv
-from tests.support.tiny_policy import build_tiny_formatted_policy
+from tests.support.tiny_run import tiny_cluster, tiny_config
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 
@@ -24,23 +21,13 @@ PROBE = dict(n=2, temperature=1.0, max_tokens=8, seeds=[123])
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    overrides = [
-        f"learner.model={build_tiny_formatted_policy(tmp / 'policy')}",
-        f"reward.model_dir={build_tiny_erv(tmp / 'erv')}",
-        f"run.output_dir={tmp / 'runs'}",
-    ]
-    return lambda *more: load_config("configs/tiny.yaml", overrides + list(more))
+    return tiny_config(tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")
 def cluster(base, tmp_path_factory):
-    import ray
-
-    c = Cluster(base(), tmp_path_factory.mktemp("cluster"))
-    yield c
-    c.close()
-    ray.shutdown()
+    with tiny_cluster(base(), tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

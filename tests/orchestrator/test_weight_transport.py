@@ -9,12 +9,9 @@ import time
 import pytest
 
 from common.errors import WeightTransportError
-from orchestrator.cluster import Cluster
-from orchestrator.config import load_config
 from orchestrator.loop import train
 from orchestrator.tracking import read_metrics
-from tests.support.tiny_erv import build_tiny_erv
-from tests.support.tiny_policy import build_tiny_formatted_policy
+from tests.support.tiny_run import tiny_cluster, tiny_config
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S = 20.0
@@ -22,26 +19,18 @@ TIMEOUT_S = 20.0
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("transport")
-    overrides = [
-        f"learner.model={build_tiny_formatted_policy(tmp / 'policy')}",
-        f"reward.model_dir={build_tiny_erv(tmp / 'erv')}",
-        f"run.output_dir={tmp / 'runs'}",
+    return tiny_config(
+        tmp_path_factory.mktemp("transport"),
         "run.weight_transport=collective",
         f"run.weight_transport_timeout_s={TIMEOUT_S}",
         "run.checkpoint_every=0",
-    ]
-    return lambda *more: load_config("configs/tiny.yaml", overrides + list(more))
+    )
 
 
 @pytest.fixture(scope="module")
 def cluster(base, tmp_path_factory):
-    import ray
-
-    c = Cluster(base(), tmp_path_factory.mktemp("cluster"))
-    yield c
-    c.close()
-    ray.shutdown()
+    with tiny_cluster(base(), tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 def test_collective_syncs_pass_the_guard_a_late_worker_gets_the_object_store_a_dead_one_fails(base, cluster):
