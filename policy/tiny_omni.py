@@ -65,20 +65,30 @@ def _template(parts: dict[str, str]) -> str:
     return out
 
 
-def _tokenizer(special: list[str], chat_template: str, extra: dict[str, str]):
+def train_byte_bpe(corpus: list[str], vocab_size: int, special_tokens: list[str]):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `corpus`: every byte encodes, no unknown token.
+
+    The tiny models' tokenizer (here and tests/support/tiny_models.py): seconds to train, nothing downloaded.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no unknown token
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return tok
+
+
+def _tokenizer(special: list[str], chat_template: str, extra: dict[str, str]):
+    from transformers import Qwen2TokenizerFast
+
+    tok = train_byte_bpe(_CORPUS * 4, BPE_VOCAB, special)
     fast = Qwen2TokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

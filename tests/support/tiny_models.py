@@ -30,19 +30,9 @@ _CORPUS = [
 
 
 def _build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from policy.tiny_omni import train_byte_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no unknown token
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return tok
+    return train_byte_bpe(_CORPUS * 4, VOCAB_SIZE, SPECIAL_TOKENS)
 
 
 def build_tiny_qwen2(path: str | Path, seed: int = 0, tied: bool = True) -> Path:
