@@ -69,21 +69,21 @@ def machine_facts(load_before: tuple[float, ...]) -> dict:
     }
 
 
-def tree_pss(root_pid: int) -> tuple[int, int]:
-    """(summed PSS bytes, number of processes) of `root_pid` and every descendant; vanished ones are skipped."""
+def tree_pss(root_pid: int) -> tuple[int, list[str]]:
+    """(summed PSS bytes, names) of `root_pid` and every descendant process; vanished ones are skipped."""
     try:
         root = psutil.Process(root_pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
-    total, count = 0, 0
+        return 0, []
+    total, names = 0, []
     for proc in procs:
         try:
             total += proc.memory_full_info().pss
-            count += 1
+            names.append(proc.name())
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # exited between the listing and the read
-    return total, count
+    return total, names
 
 
 class PeakPss:
@@ -91,17 +91,17 @@ class PeakPss:
 
     def __init__(self, root_pid: int, interval: float = 0.5):
         self.root_pid, self.interval = root_pid, interval
-        self.peak_bytes, self.peak_processes, self.samples = 0, 0, 0
+        self.peak_bytes, self.peak_processes, self.samples = 0, [], 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pss-{root_pid}", daemon=True)
 
     def _run(self) -> None:
         while True:
-            total, count = tree_pss(self.root_pid)
-            if count:
+            total, names = tree_pss(self.root_pid)
+            if names:
                 self.samples += 1
-                self.peak_bytes = max(self.peak_bytes, total)
-                self.peak_processes = max(self.peak_processes, count)
+                if total > self.peak_bytes:
+                    self.peak_bytes, self.peak_processes = total, sorted(names)
             if self._stop.wait(self.interval):
                 return
 
@@ -115,7 +115,7 @@ class PeakPss:
         return {
             "peak_pss_bytes": self.peak_bytes,
             "peak_pss_gib": self.peak_bytes / GIB,
-            "peak_processes": self.peak_processes,
+            "processes_at_peak": self.peak_processes,
             "samples": self.samples,
         }
 

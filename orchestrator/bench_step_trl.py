@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         top_p=1.0,
         beta=args.kl_coef,
         learning_rate=args.lr,
+        lr_scheduler_type="constant",  # as erv-grpo's learner
         max_steps=args.steps,
         bf16=args.precision == "bf16",
         model_init_kwargs={"dtype": "float32"},  # fp32 master weights in both runs (bf16 = autocast)
@@ -116,12 +117,15 @@ def run(args: argparse.Namespace) -> dict:
         callbacks=[clock],
     )
     trainer.train()
+    tokens = [float(log.get("num_tokens", 0.0)) for log in clock.logs]
     return {
         "precision": args.precision,
         "trl_version": trl.__version__,
         "step_seconds": clock.seconds,
         "trl_step_time": [log["step_time"] for log in clock.logs],
         "completion_mean_length": [log.get("completions/mean_length") for log in clock.logs],
+        # TRL's num_tokens is cumulative (prompt + completion tokens seen): per step, the differences
+        "tokens_per_step": [b - a for a, b in zip([0.0, *tokens], tokens, strict=False)],
         "reward_mean": [log.get("reward") for log in clock.logs],
         "loss_type": config.loss_type,
         "per_device_train_batch_size": micro,
