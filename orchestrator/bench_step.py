@@ -14,6 +14,7 @@ are not judged (null).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -53,6 +54,13 @@ def update_flops(matmul_parameters: int, tokens: float) -> float:
 
 def under_load(load_before: tuple[float, ...] | list[float]) -> bool:
     return load_before[0] > LOAD_LIMIT
+
+
+def learner_threads(ray_learner_num_cpus: float, environ=os.environ) -> int:
+    """The learner actor's OpenMP threads: OMP_NUM_THREADS when set, else what Ray sets from its CPUs (floor, >= 1)."""
+    if environ.get("OMP_NUM_THREADS"):
+        return int(environ["OMP_NUM_THREADS"])
+    return max(math.floor(ray_learner_num_cpus), 1)
 
 
 def summarize_erv(records: list[dict], matmul_parameters: int, ceiling_gflops: float) -> dict:
@@ -212,6 +220,15 @@ def run_bench_step(args) -> dict:
     ceiling = ceilings[f"{precision}_gflops"]
     erv = {"precision": precision, "precision_why": why, "run_dir": str(work / "erv-grpo"),
            **summarize_erv(records, params["matmul_parameters"], ceiling), "memory": memory}  # fmt: skip
+    # The goal is a share of the machine's ceiling (--threads); the learner may run on fewer threads
+    # (Ray's OMP_NUM_THREADS from ray.learner_num_cpus), so its share at its own thread count is given too.
+    threads = learner_threads(config.ray.learner_num_cpus)
+    erv["learner_threads"] = threads
+    if threads != args.threads:
+        ceilings[f"at_{threads}_threads"] = own = matmul_ceilings(threads=threads)
+        erv["update"]["median_share_of_ceiling_at_learner_threads"] = (
+            erv["update"]["median_gflops"] / own[f"{precision}_gflops"]
+        )
 
     load_after = os.getloadavg()
     loaded = under_load(load_before)

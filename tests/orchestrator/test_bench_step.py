@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.bench_step import (
     goal_verdicts,
+    learner_threads,
     median_after_first,
     summarize_erv,
     under_load,
@@ -76,6 +77,11 @@ def test_goal_verdicts_against_trls_fastest_setting_and_smaller_peak():
 
 def test_a_load_above_the_limit_before_the_run_is_labelled():
     assert under_load((1.6, 0.1, 0.1)) and not under_load((1.5, 9.0, 9.0))
+
+
+def test_learner_threads_are_rays_floor_of_its_cpus_unless_omp_num_threads_is_set():
+    assert [learner_threads(c, environ={}) for c in (0.5, 1.0, 2.5)] == [1, 1, 2]
+    assert learner_threads(1.0, environ={"OMP_NUM_THREADS": "2"}) == 2
 
 
 def test_tree_pss_counts_a_child_process_and_the_sampler_keeps_its_peak():
