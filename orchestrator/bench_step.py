@@ -123,11 +123,20 @@ def _run_measured(cmd: list[str], log: Path, timeout: float) -> dict:
             proc.wait()
             rc = None
         memory = sampler.stop()
+        _stop_leftovers(proc.pid)
     if rc != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         what = f"timed out after {timeout:.0f} s" if rc is None else f"exited with {rc}"
         raise OrchestratorError(f"{' '.join(cmd[:4])} ... {what}; last lines of {log}:\n{tail}")
     return memory
+
+
+def _stop_leftovers(pgid: int) -> None:
+    """SIGTERM what is left in the run's own process group (a failed train leaves its reward server behind)."""
+    try:
+        os.killpg(pgid, 15)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left: the normal case
 
 
 def _write_prompts(src: Path, count: int, dst: Path) -> Path:

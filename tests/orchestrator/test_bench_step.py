@@ -9,6 +9,7 @@ import time
 import pytest
 
 from orchestrator.bench_step import (
+    _run_measured,
     goal_verdicts,
     learner_threads,
     median_after_first,
@@ -101,6 +102,25 @@ def test_tree_pss_counts_a_child_process_and_the_sampler_keeps_its_peak():
     assert with_child - own > 250 * MB  # the child's 300 MB of touched pages
     assert peak["peak_pss_bytes"] > 250 * MB and peak["samples"] >= 2 and len(peak["processes_at_peak"]) == 1
     assert tree_pss(child.pid) == (0, [])  # gone: nothing, no error
+
+
+def test_a_run_leaves_no_process_behind_and_a_failed_one_is_named_with_its_log(tmp_path):
+    import psutil
+
+    pid_file = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid))")  # fmt: skip
+    memory = _run_measured([sys.executable, "-c", code], tmp_path / "ok.log", timeout=60)
+    assert memory["samples"] >= 1 and memory["peak_pss_bytes"] > 0
+    grandchild = int(pid_file.read_text())
+    deadline = time.time() + 10
+    while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != "zombie":
+        assert time.time() < deadline, "the run's leftover process is still alive"
+        time.sleep(0.1)
+    with pytest.raises(OrchestratorError, match="exited with 3(.|\\n)*the last words"):
+        _run_measured(
+            [sys.executable, "-c", "print('the last words'); raise SystemExit(3)"], tmp_path / "bad.log", 60
+        )
 
 
 def test_matmul_parameters_leave_out_the_embedding_unless_it_is_the_tied_output(tmp_path):
