@@ -171,6 +171,7 @@ def _erv_overrides(args, prompts: Path, work: Path) -> list[str]:
         f"rollout.temperature={args.temperature}",
         "rollout.top_p=1.0",
         f"learner.kl_coef={args.kl_coef}",
+        "dynamic_sampling.enabled=false",  # no extra generation rounds: the same G completions as TRL
         "learner.precision=auto",
         "rollout.dtype=auto",
         "metrics.prometheus_port=null",
