@@ -1,4 +1,4 @@
-"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, scale, export-hf, models prepare, bench rollout/async.
+"""`erv-grpo` commands owned by the orchestrator: train, eval, demo, scale, export-hf, models prepare, bench rollout/async/step.
 
 Runs in the user's shell process; heavy imports (ray, vllm, torch) happen inside the handlers.
 """
@@ -188,6 +188,10 @@ def register(sub, groups) -> None:
     from orchestrator.bench_async import register as register_bench_async
 
     register_bench_async(groups)
+
+    from orchestrator.bench_step import register as register_bench_step
+
+    register_bench_step(groups)
 
     scale = sub.add_parser(
         "scale",

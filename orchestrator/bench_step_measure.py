@@ -1,0 +1,147 @@
+"""The machine side of `erv-grpo bench step`: matmul ceilings, CPU flags, peak PSS of a process tree, parameter count.
+
+Runs in the bench driver process (orchestrator/bench_step.py). The ceilings are torch's own
+2048-square matmuls on 2 threads (what the learner's GEMMs can reach at best); the memory sampler
+is a thread that sums the proportional set size (PSS) of a process and all its descendants every
+~0.5 s, so shared pages (torch's libraries, Ray's object store) count once across the tree, not
+once per process as RSS would.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import psutil  # a Ray dependency; its memory_full_info().pss reads /proc/PID/smaps_rollup
+
+from common.precision import cpu_flags
+
+FLAGS_REPORTED = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+GIB = 1024**3
+
+
+def matmul_gflops(dtype_name: str, size: int = 2048, threads: int = 2, seconds: float = 1.0) -> float:
+    """Best of three timed bursts of `size`-square matmuls in `dtype_name` (float32 | bfloat16) on `threads`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dtype = getattr(torch, dtype_name)
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g).to(dtype)
+        b = torch.randn(size, size, generator=g).to(dtype)
+        torch.mm(a, b)  # warm-up: oneDNN picks and caches its kernel
+        best = 0.0
+        for _ in range(3):
+            reps, t0 = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - t0) < seconds / 3 or reps == 0:
+                torch.mm(a, b)
+                reps += 1
+            best = max(best, 2.0 * size**3 * reps / elapsed / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(before)
+
+
+def matmul_ceilings(size: int = 2048, threads: int = 2) -> dict:
+    return {
+        "fp32_gflops": matmul_gflops("float32", size, threads),
+        "bf16_gflops": matmul_gflops("bfloat16", size, threads),
+        "matmul": f"torch.mm of two {size}x{size} matrices, {threads} threads, best of 3 bursts",
+    }
+
+
+def machine_facts(load_before: tuple[float, ...]) -> dict:
+    import torch
+
+    flags = cpu_flags()
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "cpu_flags": {f: f in flags for f in FLAGS_REPORTED},
+        "torch": torch.__version__,
+        "load_average_before": list(load_before),
+    }
+
+
+def tree_pss(root_pid: int) -> tuple[int, list[str]]:
+    """(summed PSS bytes, names) of `root_pid` and every descendant process; vanished ones are skipped."""
+    try:
+        root = psutil.Process(root_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0, []
+    total, names = 0, []
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+            names.append(proc.name())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # exited between the listing and the read
+    return total, names
+
+
+class PeakPss:
+    """A thread sampling tree_pss(root_pid) every `interval` s until stop(); keeps the peak."""
+
+    def __init__(self, root_pid: int, interval: float = 0.5):
+        self.root_pid, self.interval = root_pid, interval
+        self.peak_bytes, self.peak_processes, self.samples = 0, [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pss-{root_pid}", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            total, names = tree_pss(self.root_pid)
+            if names:
+                self.samples += 1
+                if total > self.peak_bytes:
+                    self.peak_bytes, self.peak_processes = total, sorted(names)
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {
+            "peak_pss_bytes": self.peak_bytes,
+            "peak_pss_gib": self.peak_bytes / GIB,
+            "processes_at_peak": self.peak_processes,
+            "samples": self.samples,
+        }
+
+
+def matmul_params(model_dir: str | Path) -> dict:
+    """Parameters that multiply per token, from the safetensors headers (no weights loaded).
+
+    The input embedding is a lookup, not a matmul: left out, unless the output projection is tied to
+    it (no lm_head tensor stored), where it is the lm_head's matmul and counted once.
+    """
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        from orchestrator.errors import OrchestratorError
+
+        raise OrchestratorError(f"--model {model_dir} has no *.safetensors")
+    sizes = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                numel = 1
+                for d in st.get_slice(name).get_shape():
+                    numel *= d
+                sizes[name] = numel
+    total = sum(sizes.values())
+    embed = sum(n for k, n in sizes.items() if k.endswith("embed_tokens.weight"))
+    tied = not any(k.endswith("lm_head.weight") for k in sizes)
+    return {"parameters": total, "matmul_parameters": total if tied else total - embed, "tied": tied}
