@@ -70,6 +70,13 @@ class LearnerConfig(BaseModel):
         description="Deprecated spelling of precision (true = auto, false = fp32); ignored when precision is set.",
     )
     seed: int = Field(0, description="Seed of torch's RNG in the learner process.")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads of the learner process; None = the process's default (under Ray: "
+        "OMP_NUM_THREADS = the actor's ray.learner_num_cpus). In the synchronous loop the engines idle "
+        "while the learner updates, so all cores can go to it.",
+    )
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp",
         description="How several learner ranks share the work: ddp = every rank holds the whole policy, "
