@@ -84,7 +84,9 @@ class _ChosenLogprob(torch.autograd.Function):
         step = ctx.chunk_rows
         for s in range(0, logits.shape[0], step):
             g = grad[s : s + step].float().unsqueeze(-1)  # (m, 1)
-            part = torch.exp(logits[s : s + step].float() - lse[s : s + step].unsqueeze(-1)).mul_(-g)  # (m, V)
+            part = torch.exp(logits[s : s + step].float() - lse[s : s + step].unsqueeze(-1)).mul_(
+                -g
+            )  # (m, V)
             part.scatter_add_(-1, token_ids[s : s + step].unsqueeze(-1), g)
             grad_logits[s : s + step] = part
         return grad_logits, None, None

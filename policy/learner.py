@@ -287,10 +287,12 @@ class Learner:
         return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
 
     def export_weights(
-        self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu"
-    ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:
+        self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu",
+        copy: bool = True,
+    ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:  # fmt: skip
         """(version, buckets): the policy's state dict as copies in buckets of <= bucket_bytes each
-        (a tensor larger than the limit gets a bucket of its own).
+        (a tensor larger than the limit gets a bucket of its own). copy=False: views of the live
+        parameters where no conversion is needed, for a caller that serialises them at once (ray.put).
 
         Names are Hugging Face ones, which vLLM's loader for the same architecture maps itself
         (e.g. q/k/v into qkv_proj). A tied output embedding is sent once, under the input
@@ -312,7 +314,7 @@ class Learner:
                     continue
                 t = tensor.to(device=device, dtype=dtype or tensor.dtype)
             else:
-                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=True)
+                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=copy)
             nbytes = t.numel() * t.element_size()
             if current and size + nbytes > bucket_bytes:
                 buckets.append(current)
@@ -380,7 +382,9 @@ def micro_batches(batch: RolloutBatch, size: int) -> list[list[int]]:
     micro-batch divides by the whole batch's counts, only the order of the sums changes.
     """
     n = len(batch)
-    order = sorted(range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i]))
+    order = sorted(
+        range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i])
+    )
     return [order[i : i + size] for i in range(0, n, size)]
 
 

@@ -92,7 +92,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     ceilings = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    learner = Learner(LearnerConfig(model=args.model, precision=args.precision, micro_batch_size=args.micro_batch_size))
+    learner = Learner(
+        LearnerConfig(model=args.model, precision=args.precision, micro_batch_size=args.micro_batch_size)
+    )
     batch = make_batch(learner.policy.config.vocab_size, args)
     flops = update_flops(learner.policy.config, batch)
     for _ in range(args.warmup):
@@ -107,7 +109,9 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "rows": args.rows,
         "micro_batch_size": args.micro_batch_size,
-        "tokens": sum(len(p) + len(c) for p, c in zip(batch.prompt_token_ids, batch.completion_token_ids)),
+        "tokens": sum(
+            len(p) + len(c) for p, c in zip(batch.prompt_token_ids, batch.completion_token_ids, strict=True)
+        ),
         "matmul_ceiling_gflops": ceilings,
         "update_seconds": seconds,
         "phase_seconds": phases,

@@ -39,7 +39,9 @@ def test_micro_batches_group_rows_of_like_length():
     assert micro == [[5, 1], [3, 4], [2, 0]]  # lengths (1, 2), (3, 7), (8, 9)
     assert sorted(i for rows in micro for i in rows) == list(range(6))  # every row once
     contiguous = [[0, 1], [2, 3], [4, 5]]
-    assert _padded_tokens(batch, micro) == 2 * (2 + 7 + 9) < _padded_tokens(batch, contiguous) == 2 * (9 + 8 + 7)
+    assert (
+        _padded_tokens(batch, micro) == 2 * (2 + 7 + 9) < _padded_tokens(batch, contiguous) == 2 * (9 + 8 + 7)
+    )
 
 
 def test_sorted_micro_batches_give_the_contiguous_step(tiny_qwen2_dir, monkeypatch):
@@ -54,7 +56,9 @@ def test_sorted_micro_batches_give_the_contiguous_step(tiny_qwen2_dir, monkeypat
     mc = contiguous.update(batch)
     for key in ("loss", "kl", "grad_norm", "sampler_logprob_abs_diff", "sampler_logprob_max_abs_diff"):
         assert ms[key] == pytest.approx(mc[key], abs=1e-6), key
-    for (name, a), b in zip(sorted_learner.policy.named_parameters(), contiguous.policy.parameters(), strict=True):
+    for (name, a), b in zip(
+        sorted_learner.policy.named_parameters(), contiguous.policy.parameters(), strict=True
+    ):
         # (not the weights after the step: AdamW's g / sqrt(v) turns 1e-9 sum-order noise on a ~0
         # gradient into a step of lr)
         torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
@@ -86,6 +90,18 @@ def test_exact_logits_positions_equal_the_full_forward(tiny_qwen2_dir):
                        position_ids=mb["position_ids"]).logits  # fmt: skip
     expected = torch.log_softmax(logits[:, 2:5].float(), -1).gather(-1, mb["input_ids"][:, 3:, None])[..., 0]
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_export_without_copy_gives_views_of_the_parameters(tiny_qwen2_dir):
+    learner = Learner(LearnerConfig(model=str(tiny_qwen2_dir)))
+    params = dict(learner.policy.named_parameters())
+    name = "model.layers.0.mlp.up_proj.weight"
+    views = dict(x for b in learner.export_weights(copy=False)[1] for x in b)
+    copies = dict(x for b in learner.export_weights()[1] for x in b)
+    assert views[name].data_ptr() == params[name].data_ptr()  # what ray.put serialises at once
+    assert copies[name].data_ptr() != params[name].data_ptr() and torch.equal(copies[name], params[name])
+    halves = dict(x for b in learner.export_weights(dtype=torch.bfloat16, copy=False)[1] for x in b)
+    assert halves[name].dtype == torch.bfloat16 and torch.equal(halves[name], params[name].to(torch.bfloat16))
 
 
 def test_num_threads_sets_the_learner_process_threads(tiny_qwen2_dir):
