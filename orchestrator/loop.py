@@ -27,7 +27,14 @@ from orchestrator.groups import build_batch, request_seed
 from orchestrator.media_loader import MediaLoader
 from orchestrator.supervisor import RolloutPool
 from orchestrator.tracking import MetricsSink, read_metrics
-from orchestrator.weight_sync import Probe, WeightSyncError, bf16_floor, logprob_abs_diff, verdict
+from orchestrator.weight_sync import (
+    Probe,
+    WeightSyncError,
+    bf16_floor,
+    export_dtype,
+    logprob_abs_diff,
+    verdict,
+)
 from orchestrator.weight_transport import open_transport
 from rollout.worker import ScoredGroup
 
@@ -108,8 +115,8 @@ class TrainingRun:
         # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
         self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
         # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
-        self.precisions = {self.learner.precision}
-        self.precisions |= set(self.pool.call_each("precision"))
+        self.engine_precisions = set(self.pool.call_each("precision"))
+        self.precisions = {self.learner.precision} | self.engine_precisions
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
@@ -178,9 +185,8 @@ class TrainingRun:
         if self.transport is not None and self.transport.covers(workers):
             self.version = self.transport.sync(self.learner, bucket_bytes)
             rest = self.transport.others(workers)  # joined after the group formed
-        if rest:
-            version, buckets = self.learner.export_weights(bucket_bytes)
-            ref = ray.put(buckets)  # one copy in the object store, read by every worker
+        if rest:  # one copy in the object store, put by the learner, read by every worker
+            version, ref = self.learner.export_weights_ref(bucket_bytes, export_dtype(self.engine_precisions))
             if whole_pool and rest is workers:
                 versions = self.pool.call_each("load_weights", version, ref)
             else:

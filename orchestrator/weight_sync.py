@@ -43,6 +43,17 @@ def logprob_abs_diff(sampler: list[list[float]], learner: list[list[float]]) -> 
     return sum(diffs) / len(diffs), max(diffs)
 
 
+def export_dtype(engine_precisions: set[str]) -> str | None:
+    """The dtype the learner exports in: the engines' own when they all compute in bf16 (or fp16), so
+    half the bytes travel and are converted once; None (the learner's fp32) otherwise. The engine's
+    loader rounds an fp32 tensor to its bf16 parameter as `.to(bfloat16)` does: the same bits land."""
+    if engine_precisions == {"bf16"}:
+        return "bfloat16"
+    if engine_precisions == {"fp16"}:
+        return "float16"
+    return None
+
+
 def verdict(mean_abs_diff: float, warn_above: float, stop_above: float) -> Literal["ok", "warn", "stop"]:
     """What the run does with one sync's parity: carry on, warn, or stop."""
     if not mean_abs_diff <= stop_above:  # NaN stops as well

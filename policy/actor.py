@@ -66,6 +66,15 @@ class LearnerActor:
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return self.learner.export_weights(bucket_bytes, dtype=dtype)
 
+    def export_weights_ref(self, bucket_bytes: int, dtype: str | None = None) -> tuple:
+        """(version, ObjectRef of the buckets, None on fsdp ranks > 0), put into the object store from
+        here: the weights are serialised once (not returned to the driver and put again), straight from
+        the parameters (ray.put copies before it returns). dtype: "bfloat16" etc., None = as held."""
+        version, buckets = self.learner.export_weights(
+            bucket_bytes, dtype=getattr(torch, dtype) if dtype else None, copy=False
+        )
+        return version, ray.put(buckets) if buckets else None
+
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]],
                  media: list | None = None, prompt_texts: list | None = None):  # fmt: skip
         return self.learner.logprobs(prompt_token_ids, completion_token_ids, media, prompt_texts)
@@ -143,6 +152,10 @@ class LearnerGroup:
 
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return self._ask("export_weights", bucket_bytes, dtype)
+
+    def export_weights_ref(self, bucket_bytes: int = 256 << 20, dtype: str | None = None) -> tuple:
+        """(version, ObjectRef of rank 0's buckets): the object-store sync without the driver holding them."""
+        return self._ask("export_weights_ref", bucket_bytes, dtype)
 
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]],
                  media: list | None = None, prompt_texts: list | None = None):  # fmt: skip

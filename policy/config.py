@@ -75,7 +75,14 @@ class LearnerConfig(BaseModel):
     cpu_bind: str | None = Field(
         None,
         description="Cores the learner process is pinned to, every thread (e.g. '1', '2-5'), with one torch "
-        "thread per core; None = where the OS schedules it. For layouts that give the learner cores of its own.",
+        "thread per core unless num_threads says otherwise; None = where the OS schedules it.",
+    )
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads of the learner process; None = the process's default (under Ray: "
+        "OMP_NUM_THREADS = the actor's ray.learner_num_cpus). In the synchronous loop the engines idle "
+        "while the learner updates, so all cores can go to it.",
     )
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp",

@@ -2,7 +2,7 @@
 
 Runs in the learner process (and the SFT trainer); shared by `policy.learner` and `policy.sft`.
 Memory layout: prompts left-padded to the longest prompt, completions right-padded, so every
-completion starts at the same column and only the last C+1 positions need the output projection.
+completion starts at the same column and only the C positions before the last need the output projection.
 """
 
 from __future__ import annotations
@@ -47,13 +47,16 @@ def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
     if mb.get("mm") is not None:  # an omni / VL model: media kwargs, 3-D rotary positions
         return multimodal.completion_logprobs(model, mb, autocast)
     c = mb["completion_mask"].shape[1]
+    width = mb["input_ids"].shape[1]
+    # Positions P-1 .. P+C-2 exactly (position P-1+j predicts completion token j): the output
+    # projection skips the last position, and no slice of the logits is taken (nor its backward).
+    keep = torch.arange(width - c - 1, width - 1, device=mb["input_ids"].device)  # (C,)
     with autocast():
         out = model(
             input_ids=mb["input_ids"],
             attention_mask=mb["attention_mask"],
             position_ids=mb["position_ids"],
-            logits_to_keep=c + 1,  # positions P-1 .. P+C-1; the last one predicts past the end
+            logits_to_keep=keep,
             use_cache=False,
         )
-    logits = out.logits[:, :-1, :]  # (N, C, V): position P-1+j predicts completion token j
-    return token_logprobs(logits, mb["input_ids"][:, -c:])  # (N, C)
+    return token_logprobs(out.logits, mb["input_ids"][:, -c:])  # (N, C, V) -> (N, C)

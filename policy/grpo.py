@@ -46,15 +46,50 @@ def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
-def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, chunk_rows: int = 32) -> torch.Tensor:
     """log p(token) under logits: logits (N, T, V), token_ids (N, T) -> (N, T), in float32.
 
-    Computed as gathered logit minus logsumexp, in fp32 even under bf16 autocast, because
-    the ratio exp(logp - old) amplifies rounding errors.
+    Gathered logit minus logsumexp, in fp32 even under bf16 autocast, because the ratio
+    exp(logp - old) amplifies rounding errors. The fp32 upcast is taken `chunk_rows` positions
+    at a time (forward and backward), so no (N, T, V) fp32 copy of the logits is ever held.
     """
-    logits = logits.float()
-    picked = logits.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return picked - torch.logsumexp(logits, dim=-1)  # (N, T)
+    n, t, v = logits.shape
+    flat = _ChosenLogprob.apply(logits.reshape(n * t, v), token_ids.reshape(n * t), chunk_rows)  # (N*T,)
+    return flat.view(n, t)
+
+
+class _ChosenLogprob(torch.autograd.Function):
+    """logits (M, V) any float dtype, token_ids (M,) -> (M,) fp32 logprob of each row's token.
+
+    Written by hand (not log_softmax + gather) because autograd would keep the fp32 upcast of
+    the whole (M, V) logits for the backward and make ~10 passes over it; here forward and
+    backward each read the logits once per chunk. Backward: d logp / d logits = onehot - softmax.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, token_ids: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+        m = logits.shape[0]
+        lse = torch.empty(m, dtype=torch.float32, device=logits.device)  # (M,)
+        for s in range(0, m, chunk_rows):
+            lse[s : s + chunk_rows] = torch.logsumexp(logits[s : s + chunk_rows].float(), dim=-1)
+        picked = logits.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1).float()  # (M,)
+        ctx.save_for_backward(logits, token_ids, lse)
+        ctx.chunk_rows = chunk_rows
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, token_ids, lse = ctx.saved_tensors
+        grad_logits = torch.empty_like(logits)  # (M, V) in the logits' dtype, as autograd would give
+        step = ctx.chunk_rows
+        for s in range(0, logits.shape[0], step):
+            g = grad[s : s + step].float().unsqueeze(-1)  # (m, 1)
+            part = torch.exp(logits[s : s + step].float() - lse[s : s + step].unsqueeze(-1)).mul_(
+                -g
+            )  # (m, V)
+            part.scatter_add_(-1, token_ids[s : s + step].unsqueeze(-1), g)
+            grad_logits[s : s + step] = part
+        return grad_logits, None, None
 
 
 def grpo_loss(

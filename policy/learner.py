@@ -10,7 +10,8 @@ are collectives every rank calls (policy/checkpoint.py writes the sharded checkp
 
 Memory layout of a micro-batch: prompts left-padded to the longest prompt, completions
 right-padded to the longest completion, so every completion starts at the same column and
-only the last C+1 logit positions need the output projection (`logits_to_keep`).
+only the C positions before the last need the output projection (`logits_to_keep`); rows are
+sorted by length into micro-batches (`micro_batches`) so that less of each is padding.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ class Learner:
         self.sharded = config.strategy == "fsdp" and self.world_size > 1
         # bf16 = autocast over fp32 master weights and AdamW state; auto resolved for this device here.
         self.precision, why = choose_precision(config.precision, self.device, cpu_flags())
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
         if self.rank == 0:
-            print(f"erv-grpo: learner precision {self.precision} ({why})", file=sys.stderr, flush=True)
+            print(f"erv-grpo: learner precision {self.precision} ({why}), {torch.get_num_threads()} torch "
+                  "threads", file=sys.stderr, flush=True)  # fmt: skip
         mm = multimodal.architecture(config.model)
         self.processor, self.export_prefix, self._saved, self._mrope = None, "", None, None
         if mm is None:
@@ -86,6 +90,9 @@ class Learner:
             betas=config.adam_betas,
             eps=config.adam_eps,
             weight_decay=config.weight_decay,
+            # One vectorised kernel over all tensors (CPU and CUDA); torch's CPU default is a Python loop
+            # of ~6 ops per tensor. The fsdp shards (DTensors) keep the default.
+            fused=None if self.sharded else True,
         )
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                           else self.tokenizer.eos_token_id)  # fmt: skip
@@ -121,7 +128,7 @@ class Learner:
         cfg = self.config
         start = time.perf_counter()
         n = len(batch)
-        micro = [list(range(i, min(i + cfg.micro_batch_size, n))) for i in range(0, n, cfg.micro_batch_size)]
+        micro = micro_batches(batch, cfg.micro_batch_size)
         processed = [None] * n
         if batch.media is not None:  # one processor run per prompt for the whole update
             g = batch.row_group
@@ -160,12 +167,15 @@ class Learner:
         )
         num_sequences, num_tokens, num_prompt_tokens = self._all_reduce(counts).tolist()
 
+        phases = dict.fromkeys(("ref_pass", "policy_forward", "policy_backward", "optimizer"), 0.0)
+        tick = time.perf_counter()
         with torch.no_grad():
             ref_lps = [completion_logprobs(self.reference, mb, self._autocast) for mb in mbs]
             # With one update the old logprobs are the current ones, detached (taken in the loss pass).
             old_lps = None
             if cfg.updates_per_batch > 1:
                 old_lps = [completion_logprobs(self.policy, mb, self._autocast) for mb in mbs]
+        tick = _lap(phases, "ref_pass", tick)
 
         # sums: loss, kl*tok, clip*tok, ratio*tok, |sampler - learner|, is_weight*tok, truncated*tok;
         # maxima: |sampler - learner|, is_weight
@@ -178,6 +188,7 @@ class Learner:
                 logprobs = completion_logprobs(self.policy, mb, self._autocast)
                 if mb.get("idle"):  # a padding micro-batch of fsdp: collectives only, no gradient
                     (logprobs.sum() * 0).backward()
+                    tick = _lap(phases, "policy_backward", tick)
                     continue
                 old = old_lps[k] if old_lps is not None else logprobs.detach()
                 mask = mb["completion_mask"]
@@ -198,7 +209,9 @@ class Learner:
                     behavior_logprobs=behavior,
                     is_cap=cfg.is_cap,
                 )
+                tick = _lap(phases, "policy_forward", tick)
                 loss.backward()
+                tick = _lap(phases, "policy_backward", tick)
                 tok = m["num_tokens"].double()
                 sums[0] += loss.detach().double()
                 sums[1] += m["kl"].double() * tok
@@ -217,6 +230,7 @@ class Learner:
                         self._all_reduce(p.grad)
             grad_norms.append(sharding.clip_grad_norm(self.policy.parameters(), cfg.max_grad_norm))
             self.optimizer.step()
+            tick = _lap(phases, "optimizer", tick)
             self.step += 1
         self._version += 1
 
@@ -241,6 +255,7 @@ class Learner:
             "num_completion_tokens": num_tokens,
             "tokens_per_second": (num_tokens + num_prompt_tokens) / elapsed,
             "update_seconds": elapsed,
+            **{f"{k}_seconds": v for k, v in phases.items()},
             "lr": self.optimizer.param_groups[0]["lr"],
             "step": self.step,
             "policy_version": self._version,
@@ -272,10 +287,12 @@ class Learner:
         return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
 
     def export_weights(
-        self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu"
-    ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:
+        self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu",
+        copy: bool = True,
+    ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:  # fmt: skip
         """(version, buckets): the policy's state dict as copies in buckets of <= bucket_bytes each
-        (a tensor larger than the limit gets a bucket of its own).
+        (a tensor larger than the limit gets a bucket of its own). copy=False: views of the live
+        parameters where no conversion is needed, for a caller that serialises them at once (ray.put).
 
         Names are Hugging Face ones, which vLLM's loader for the same architecture maps itself
         (e.g. q/k/v into qkv_proj). A tied output embedding is sent once, under the input
@@ -297,7 +314,7 @@ class Learner:
                     continue
                 t = tensor.to(device=device, dtype=dtype or tensor.dtype)
             else:
-                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=True)
+                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=copy)
             nbytes = t.numel() * t.element_size()
             if current and size + nbytes > bucket_bytes:
                 buckets.append(current)
@@ -355,3 +372,24 @@ class Learner:
         checkpoint.restore_rng(torch.load(directory / RNG_FILE, weights_only=False))
         state = json.loads((directory / STATE_FILE).read_text())
         self.step, self._version = int(state["step"]), int(state["version"])
+
+
+def micro_batches(batch: RolloutBatch, size: int) -> list[list[int]]:
+    """Row indices of each micro-batch of <= `size` rows, rows sorted by prompt + completion length.
+
+    Rows of like length share a micro-batch, so less of it is padding (each is padded to its own
+    longest prompt and completion). The loss and gradients do not depend on the grouping: every
+    micro-batch divides by the whole batch's counts, only the order of the sums changes.
+    """
+    n = len(batch)
+    order = sorted(
+        range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i])
+    )
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+def _lap(phases: dict[str, float], phase: str, since: float) -> float:
+    """Add the time since `since` to `phases[phase]`; returns now (the next phase's start)."""
+    now = time.perf_counter()
+    phases[phase] += now - since
+    return now

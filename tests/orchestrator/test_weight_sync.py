@@ -8,7 +8,7 @@ import pytest
 from orchestrator.config import SyncGuardConfig
 from orchestrator.data import PromptRecord
 from orchestrator.loop import TrainingRun
-from orchestrator.weight_sync import WeightSyncError, logprob_abs_diff, verdict
+from orchestrator.weight_sync import WeightSyncError, export_dtype, logprob_abs_diff, verdict
 
 
 def test_logprob_abs_diff_by_hand():
@@ -22,6 +22,24 @@ def test_logprob_abs_diff_rejects_ragged_or_empty_rows():
         logprob_abs_diff([[-1.0]], [[-1.0, -2.0]])
     with pytest.raises(ValueError, match="no tokens"):
         logprob_abs_diff([[]], [[]])
+
+
+def test_export_dtype_is_the_engines_when_they_all_agree():
+    assert export_dtype({"bf16"}) == "bfloat16"
+    assert export_dtype({"fp16"}) == "float16"
+    assert export_dtype({"fp32"}) is None
+    assert export_dtype({"bf16", "fp32"}) is None  # one fp32 engine: every engine gets the fp32 weights
+
+
+def test_an_engine_loading_fp32_rounds_as_the_bf16_export_does():
+    """vLLM's weight loader copies (param.copy_) an fp32 tensor into its bf16 parameter: the bits it
+    lands on must be those of the learner's `.to(bfloat16)` export, or exporting bf16 changes the run."""
+    import torch
+
+    x = torch.randn(4096, generator=torch.Generator().manual_seed(0)) * 3
+    x[:4] = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 1e-40])  # ties to even, a subnormal
+    engine = torch.empty(4096, dtype=torch.bfloat16).copy_(x)
+    assert torch.equal(engine.view(torch.int16), x.to(torch.bfloat16).view(torch.int16))
 
 
 def test_verdict_thresholds():

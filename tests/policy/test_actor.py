@@ -34,6 +34,11 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
     try:
         got = [group.update(b) for b in batches]
         version, buckets = group.export_weights()
+        # the object-store sync's path: put by the actor, the same tensors (bf16: rounded once)
+        ref_version, ref = group.export_weights_ref()
+        by_ref = ray_local.get(ref)
+        _, ref16 = group.export_weights_ref(dtype="bfloat16")
+        by_ref16 = ray_local.get(ref16)
         group.save(tmp_path / "ckpt")
     finally:
         group.shutdown()
@@ -46,7 +51,13 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
         assert g["kl"] == pytest.approx(e["kl"], rel=1e-3, abs=1e-9)
         assert g["grad_norm"] == pytest.approx(e["grad_norm"], rel=1e-4)
     assert got[1]["kl"] > 0
-    assert version == single.version == 2
+    assert version == ref_version == single.version == 2
+    flat, flat_ref = [x for b in buckets for x in b], [x for b in by_ref for x in b]
+    flat16 = [x for b in by_ref16 for x in b]
+    assert [n for n, _ in flat] == [n for n, _ in flat_ref] == [n for n, _ in flat16]
+    for (name, t), (_, put), (_, half) in zip(flat, flat_ref, flat16, strict=True):
+        assert torch.equal(t, put), name
+        assert half.dtype == torch.bfloat16 and torch.equal(half, t.to(torch.bfloat16)), name
     state = single.policy.state_dict()
     # summed gradients differ from the single learner's in the last bits only; Adam's first steps
     # move every weight by about lr, so 2*lr bounds a sign flip of a ~0 gradient

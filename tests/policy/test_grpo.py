@@ -38,10 +38,31 @@ def test_kl_k3_by_hand():
     torch.testing.assert_close(kl_k3(logp, ref), expected)
 
 
-def test_token_logprobs_by_hand():
-    logits = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])  # (1, 2, V=2)
-    got = token_logprobs(logits, torch.tensor([[1, 0]]))
+@pytest.mark.parametrize("chunk_rows", [1, 2, 32])
+def test_token_logprobs_by_hand(chunk_rows):
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]], requires_grad=True)  # (1, 2, V=2)
+    got = token_logprobs(logits, torch.tensor([[1, 0]]), chunk_rows=chunk_rows)
     torch.testing.assert_close(got, torch.tensor([[math.log(0.5), math.log(0.75)]]))
+    # d logp / d logits = onehot(token) - softmax: [0, 1] - [.5, .5] and [1, 0] - [.75, .25]
+    (got * torch.tensor([[1.0, 2.0]])).sum().backward()
+    torch.testing.assert_close(logits.grad, torch.tensor([[[-0.5, 0.5], [2 * 0.25, 2 * -0.25]]]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_token_logprobs_equal_log_softmax_and_its_gradient(dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 5, 11, generator=g) * 4).to(dtype).requires_grad_(True)  # (N, T, V)
+    tokens = torch.randint(0, 11, (3, 5), generator=g)
+    weights = torch.randn(3, 5, generator=g)
+    got = token_logprobs(logits, tokens, chunk_rows=4)  # 15 rows: chunks of 4, 4, 4, 3
+    (got * weights).sum().backward()
+    grad, logits.grad = logits.grad, None
+    full = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    (full * weights).sum().backward()
+    assert got.dtype == torch.float32 and grad.dtype == dtype
+    torch.testing.assert_close(got, full, atol=1e-6, rtol=1e-6)
+    tol = 1e-6 if dtype == torch.float64 else 1e-2  # bf16: both round the fp32 gradient once
+    torch.testing.assert_close(grad, logits.grad, atol=tol, rtol=tol)
 
 
 def _hand_case():

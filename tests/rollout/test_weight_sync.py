@@ -95,3 +95,30 @@ def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair):
     sync(learner, engine)
     assert check() == "ok"
     worker.close()
+
+
+def test_a_bf16_engine_samples_the_same_from_a_bf16_export_as_from_fp32(tmp_path):
+    """The object-store sync exports bf16 to bf16 engines (orchestrator/weight_sync.export_dtype): the
+    engine must land on the bits its own fp32 -> bf16 load gives, so seeded samples are identical."""
+    from rollout.engine import VllmEngine
+
+    path = build_tiny_qwen2(tmp_path / "qwen2", tied=True)
+    torch.set_num_threads(1)
+    learner = Learner(LearnerConfig(model=str(path), device="cpu"))
+    engine = VllmEngine(path, dtype="bfloat16", max_model_len=256, seed=0, env=CPU_VLLM_ENV)
+    try:
+        perturb(learner.policy.get_input_embeddings().weight, seed=21)
+        perturb(learner.policy.model.layers[0].mlp.down_proj.weight, seed=22)
+
+        def sample(dtype, engine=engine) -> list:
+            version, buckets = learner.export_weights(64 << 10, dtype=dtype)
+            engine.load_weights(version, buckets)
+            groups = engine.generate(PROMPTS, n=1, temperature=1.0, max_tokens=24, seeds=[7, 8, 9, 10])
+            return [(g.completions[0].token_ids, g.completions[0].logprobs) for g in groups]
+
+        before = sample(None)  # fp32 export: the engine rounds
+        assert sample(torch.bfloat16) == before  # bf16 export: the learner rounded
+        perturb(learner.policy.model.layers[0].mlp.down_proj.weight, seed=23)
+        assert sample(torch.bfloat16) != before  # the weights did change what it samples
+    finally:
+        del engine
