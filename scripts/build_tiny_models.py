@@ -17,5 +17,14 @@ from tests.support.tiny_erv import build_tiny_erv  # noqa: E402
 from tests.support.tiny_policy import build_tiny_formatted_policy  # noqa: E402
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/models/tiny")
-    print(build_tiny_formatted_policy(out / "policy"), build_tiny_erv(out / "erv"))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path(".cache/models/tiny"))
+    parser.add_argument(
+        "--sentences", type=int, default=1, help="explanation sentences the policy writes (1-6)"
+    )
+    parser.add_argument("--fit-steps", type=int, default=80, help="supervised steps fitting it to the format")
+    args = parser.parse_args()
+    policy = build_tiny_formatted_policy(args.out / "policy", steps=args.fit_steps, sentences=args.sentences)
+    print(policy, build_tiny_erv(args.out / "erv"))

@@ -83,7 +83,7 @@ def test_ablation_configs_validate_and_arms_differ_only_in_run_and_weights():
 
     real = load_ablation_config("configs/ablation.yaml")
     assert real.train.run.steps >= 30 and real.train.rollout.group_size == 16
-    assert real.eval_steps() == [0, 5, 10, 15, 20, 25, 30] and real.experiment.eval_limit is None
+    assert real.eval_steps() == [0, 10, 20, 30] and real.experiment.eval_limit is None
     erv, no_erv = (real.arm_config(a, "/cold") for a in real.experiment.arms)
     assert erv.reward.weights.as_tuple() == (1, 1, 1) and no_erv.reward.weights.as_tuple() == (0, 1, 1)
     assert erv.learner.model == no_erv.learner.model == "/cold"

@@ -15,9 +15,13 @@ from pathlib import Path
 from tests.support.tiny_models import build_tiny_qwen2
 
 LABELS = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
+# More explanation sentences make longer completions (bench async balances generation against the update).
+SENTENCES = ["The person looks {label}.", "The eyes and the mouth agree.", "The voice sounds {label} as well.",
+             "Nothing else in the scene says otherwise.", "The gestures fit that reading.",
+             "So the feeling shown is {label}."]  # fmt: skip
 
 
-def build_tiny_formatted_policy(path: str | Path, steps: int = 80, seed: int = 0) -> Path:
+def build_tiny_formatted_policy(path: str | Path, steps: int = 80, seed: int = 0, sentences: int = 1) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -37,21 +41,24 @@ def build_tiny_formatted_policy(path: str | Path, steps: int = 80, seed: int = 0
             for row in rng.sample(rows, 4)
         ]
         fit_format_step(
-            model, opt, tok, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], rng
+            model, opt, tok, [tok(p, add_special_tokens=False)["input_ids"] for p in prompts], rng, sentences
         )
     model.save_pretrained(path)
     return path
 
 
-def fit_format_step(model, opt, tok, prompt_ids: list[list[int]], rng: random.Random) -> None:
-    """One AdamW step of supervised fitting: each prompt -> a short explanation and answer with a random label
-    (loss on the target tokens only). Shared by the text and the omni formatted tiny policies."""
+def fit_format_step(
+    model, opt, tok, prompt_ids: list[list[int]], rng: random.Random, sentences: int = 1
+) -> None:
+    """One AdamW step of supervised fitting: each prompt -> an explanation of `sentences` sentences and an
+    answer with a random label (loss on the target tokens only). Shared by the text and omni tiny policies."""
     import torch
 
     seqs, masks = [], []
     for p_ids in prompt_ids:
         label = rng.choice(LABELS)
-        target = f"<think>The person looks {label}.</think><answer>{label}</answer><|im_end|>"
+        think = " ".join(SENTENCES[:sentences]).format(label=label)
+        target = f"<think>{think}</think><answer>{label}</answer><|im_end|>"
         t_ids = tok(target, add_special_tokens=False)["input_ids"]
         seqs.append(p_ids + t_ids)
         masks.append([0] * len(p_ids) + [1] * len(t_ids))
