@@ -79,7 +79,9 @@ def run_bench_async(args) -> int:
         print(f"bench async: max_staleness {eta}, {args.steps} steps", flush=True)
         results[f"eta{eta}"] = summarize(read_metrics(train(config)), eta)
     load_after = os.getloadavg()
-    under_load = max(load_before[0], load_after[0]) > 0.5 * (os.cpu_count() or 1)
+    # Other jobs show in the load before; the load after is mostly the bench's own worker + learner
+    # (two busy processes on two cores give ~2), so it is recorded, not judged.
+    under_load = load_before[0] > 0.5 * (os.cpu_count() or 1)
     speedup = results["eta1"]["steps_per_hour"] / max(results["eta0"]["steps_per_hour"], 1e-9)
     out = {
         "command": "erv-grpo bench async " + " ".join(args.argv),
