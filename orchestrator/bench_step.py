@@ -231,8 +231,8 @@ def run_bench_step(args) -> dict:
     erv = {"precision": precision, "precision_why": why, "run_dir": str(work / "erv-grpo"),
            **summarize_erv(records, params["matmul_parameters"], ceiling), "memory": memory}  # fmt: skip
     # The goal is a share of the machine's ceiling (--threads); the learner may run on fewer threads
-    # (Ray's OMP_NUM_THREADS from ray.learner_num_cpus), so its share at its own thread count is given too.
-    threads = learner_threads(config.ray.learner_num_cpus)
+    # (learner.num_threads, else Ray's OMP_NUM_THREADS from ray.learner_num_cpus): its own share is given too.
+    threads = config.learner.num_threads or learner_threads(config.ray.learner_num_cpus)
     erv["learner_threads"] = threads
     if threads != args.threads:
         ceilings[f"at_{threads}_threads"] = own = matmul_ceilings(threads=threads)
