@@ -115,6 +115,8 @@ class TrainingRun:
         # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
         self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
         # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
+        # Unknown until the engines answer; a dead worker replaced while asking gets an fp32 export.
+        self.engine_precisions: set[str] = set()
         self.engine_precisions = set(self.pool.call_each("precision"))
         self.precisions = {self.learner.precision} | self.engine_precisions
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
