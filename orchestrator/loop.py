@@ -117,6 +117,7 @@ class TrainingRun:
         # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
         # Unknown until the engines answer; a dead worker replaced while asking gets an fp32 export.
         self.engine_precisions: set[str] = set()
+        self.precisions = {self.learner.precision}
         self.engine_precisions = set(self.pool.call_each("precision"))
         self.precisions = {self.learner.precision} | self.engine_precisions
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
