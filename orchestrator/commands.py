@@ -185,11 +185,11 @@ def register(sub, groups) -> None:
 
     register_experiment(groups["experiment"])
 
-    from orchestrator.bench_async import register as register_bench_async
+    from orchestrator.bench.staleness import register as register_bench_async
 
     register_bench_async(groups)
 
-    from orchestrator.bench_step import register as register_bench_step
+    from orchestrator.bench.step import register as register_bench_step
 
     register_bench_step(groups)
 
@@ -372,7 +372,7 @@ def _read_weights(folder: str) -> list:
 
 
 def _bench_rollout(args: argparse.Namespace) -> int:
-    from orchestrator.bench import run_bench, run_clip_bench
+    from orchestrator.bench.rollout import run_bench, run_clip_bench
 
     if args.clips is not None:
         return run_clip_bench(args)

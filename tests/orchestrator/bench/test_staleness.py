@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.bench_async import summarize
+from orchestrator.bench.staleness import summarize
 from orchestrator.cli import main
 
 

@@ -1,6 +1,6 @@
 """The machine side of `erv-grpo bench step`: matmul ceilings, CPU flags, peak PSS of a process tree, parameter count.
 
-Runs in the bench driver process (orchestrator/bench_step.py). The ceilings are torch's own
+Runs in the bench driver process (orchestrator/bench/step.py). The ceilings are torch's own
 2048-square matmuls on 2 threads (what the learner's GEMMs can reach at best); the memory sampler
 is a thread that sums the proportional set size (PSS) of a process and all its descendants every
 ~0.5 s, so shared pages (torch's libraries, Ray's object store) count once across the tree, not

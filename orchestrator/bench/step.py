@@ -3,12 +3,12 @@
 Runs in the calling process (the bench driver): measures the machine's fp32 and bf16 matmul
 ceilings, then runs three subprocesses one after another on the same prompt file, model and
 settings (1 prompt x G completions, the length limit, KL coefficient, temperature, steps): TRL in
-fp32, TRL with bf16=True (orchestrator/bench_step_trl.py) and `erv-grpo train` of configs/demo.yaml
+fp32, TRL with bf16=True (orchestrator/bench/step_trl.py) and `erv-grpo train` of configs/demo.yaml
 in its chosen precision (auto). A sampler thread keeps each one's peak summed PSS over its whole
 process tree (Ray workers, vLLM, the reward subprocess included). Step and phase times are medians
 of steps 2..N (step 1 warms up). Writes bench/results/step.json with the load average before and
-after: a figure taken with a 1-minute load above LOAD_LIMIT is labelled under_load and its goals
-are not judged (null).
+after: a figure taken with a 1-minute load above orchestrator.bench.load_limit() is labelled
+under_load and its goals are not judged (null).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.bench import load_limit, require_inputs, under_load
 from orchestrator.errors import OrchestratorError
 
-LOAD_LIMIT = 1.5  # 1-minute load average before the run above which no speed figure is claimed
 PHASES = ("step_seconds", "phase/generate", "phase/update", "phase/weight_sync", "phase/reward_wait")
 FLOP_FORMULA = (
     "update_flops = 6 * P * T (policy forward + backward) + 2 * P * T (reference forward) = 8 * P * T; "
@@ -50,10 +50,6 @@ def median_after_first(values: list[float]) -> float:
 def update_flops(matmul_parameters: int, tokens: float) -> float:
     """FLOP_FORMULA: 8 * P * T."""
     return 8.0 * matmul_parameters * tokens
-
-
-def under_load(load_before: tuple[float, ...] | list[float]) -> bool:
-    return load_before[0] > LOAD_LIMIT
 
 
 def learner_threads(ray_learner_num_cpus: float, environ=os.environ) -> int:
@@ -110,7 +106,7 @@ def goal_verdicts(erv: dict, trl: dict, is_under_load: bool) -> dict:
 
 def _run_measured(cmd: list[str], log: Path, timeout: float) -> dict:
     """Run `cmd` (output to `log`) with a PSS sampler on its process tree; its memory dict, or a named error."""
-    from orchestrator.bench_step_measure import PeakPss
+    from orchestrator.bench.step_measure import PeakPss
 
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
@@ -184,7 +180,7 @@ def run_bench_step(args) -> dict:
     import torch
 
     from common.precision import choose_precision, cpu_flags
-    from orchestrator.bench_step_measure import machine_facts, matmul_ceilings, matmul_params
+    from orchestrator.bench.step_measure import machine_facts, matmul_ceilings, matmul_params
     from orchestrator.config import load_config
     from orchestrator.tracking import read_metrics
 
@@ -203,7 +199,7 @@ def run_bench_step(args) -> dict:
     for precision in ("fp32", "bf16"):
         print(f"bench step: TRL GRPOTrainer {precision}, {args.steps} steps", flush=True)
         out = work / f"trl-{precision}.json"
-        cmd = [sys.executable, "-m", "orchestrator.bench_step_trl", "--model", str(args.model),
+        cmd = [sys.executable, "-m", "orchestrator.bench.step_trl", "--model", str(args.model),
                "--prompts", str(prompts), "--precision", precision, "--steps", str(args.steps),
                "--group-size", str(args.group_size), "--max-tokens", str(args.max_tokens),
                "--kl-coef", str(args.kl_coef), "--temperature", str(args.temperature),
@@ -247,7 +243,7 @@ def run_bench_step(args) -> dict:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {**machine, "load_average_after": list(load_after)},
         "under_load": loaded,
-        "load_limit": f"1-minute load average before > {LOAD_LIMIT}: under_load, goals not judged (null)",
+        "load_limit": f"1-minute load average before > {load_limit():g}: under_load, goals not judged (null)",
         "ceilings": ceilings,
         "workload": {
             "model": str(args.model),
@@ -328,11 +324,7 @@ def register(groups) -> None:
 def _bench_step(args) -> int:
     import importlib.util
 
-    for flag, path in (("--model", args.model), ("--erv-dir", args.erv_dir)):
-        if not Path(path).is_dir():
-            raise OrchestratorError(f"{flag} {path} is not a folder")
-    if args.steps < 2:
-        raise OrchestratorError(f"--steps {args.steps}: at least 2 (the first step is not timed)")
+    require_inputs({"--model": args.model, "--erv-dir": args.erv_dir}, args.steps)
     if importlib.util.find_spec("trl") is None:  # found, not imported: TRL runs in its own subprocess
         raise OrchestratorError("--against trl needs TRL: pip install -e '.[bench]'")
     args.argv = sys.argv[3:] if sys.argv[1:3] == ["bench", "step"] else []

@@ -8,17 +8,17 @@ import time
 
 import pytest
 
-from orchestrator.bench_step import (
+from orchestrator.bench import load_limit, require_inputs, under_load
+from orchestrator.bench.step import (
     _run_measured,
     goal_verdicts,
     learner_threads,
     median_after_first,
     summarize_erv,
-    under_load,
     update_flops,
 )
-from orchestrator.bench_step_measure import PeakPss, matmul_params, tree_pss
-from orchestrator.bench_step_trl import project_reward
+from orchestrator.bench.step_measure import PeakPss, matmul_params, tree_pss
+from orchestrator.bench.step_trl import project_reward
 from orchestrator.cli import main
 from orchestrator.errors import OrchestratorError
 
@@ -77,7 +77,17 @@ def test_goal_verdicts_against_trls_fastest_setting_and_smaller_peak():
 
 
 def test_a_load_above_the_limit_before_the_run_is_labelled():
-    assert under_load((1.6, 0.1, 0.1)) and not under_load((1.5, 9.0, 9.0))
+    # One rule for every orchestrator bench: 0.75 runnable tasks per core; the load after is not judged.
+    assert under_load((1.6, 0.1, 0.1), cpus=2) and not under_load((1.5, 9.0, 9.0), cpus=2)
+    assert under_load((3.1, 0, 0), cpus=4) and not under_load((3.0, 0, 0), cpus=4)
+
+
+def test_the_benches_name_a_missing_folder_and_too_few_steps(tmp_path):
+    with pytest.raises(OrchestratorError, match="--erv-dir .*nowhere is not a folder"):
+        require_inputs({"--model": tmp_path, "--erv-dir": tmp_path / "nowhere"}, 4)
+    with pytest.raises(OrchestratorError, match="--steps 1: at least 2"):
+        require_inputs({"--model": tmp_path}, 1)
+    require_inputs({"--model": tmp_path}, 2)
 
 
 def test_learner_threads_are_rays_floor_of_its_cpus_unless_omp_num_threads_is_set():
@@ -176,7 +186,7 @@ def test_bench_step_runs_trl_in_both_precisions_and_erv_grpo(tmp_path):
     got = json.loads(out.read_text())
     assert got["ceilings"]["fp32_gflops"] > 0 and got["ceilings"]["bf16_gflops"] > 0
     assert set(got["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
-    assert got["under_load"] == (got["machine"]["load_average_before"][0] > 1.5)
+    assert got["under_load"] == (got["machine"]["load_average_before"][0] > load_limit())
     for precision in ("fp32", "bf16"):
         trl = got["trl"][precision]
         assert trl["precision"] == precision and len(trl["step_seconds"]) == 2

@@ -1,7 +1,7 @@
 """TRL's side of `erv-grpo bench step --against trl`: GRPOTrainer on the step bench's workload, one precision.
 
-Runs as its own subprocess (`python -m orchestrator.bench_step_trl ...`, started by
-orchestrator/bench_step.py), so its memory is measured alone and `import trl` (the `bench` extra)
+Runs as its own subprocess (`python -m orchestrator.bench.step_trl ...`, started by
+orchestrator/bench/step.py), so its memory is measured alone and `import trl` (the `bench` extra)
 never enters the package's import path. The workload is the bench's: the prompt JSONL it wrote,
 1 prompt x G completions per optimizer step, the same length limit, KL coefficient and temperature,
 HF generate (no vLLM). The reward is the project's format + answer reward (reward_service.core) on
@@ -30,7 +30,7 @@ def project_reward(completions, ground_truth, **_) -> list[float]:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m orchestrator.bench_step_trl", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m orchestrator.bench.step_trl", description=__doc__)
     p.add_argument("--model", required=True, help="HF policy folder")
     p.add_argument("--prompts", type=Path, required=True, help="prompt JSONL (id, prompt, ground_truth)")
     p.add_argument("--precision", choices=["fp32", "bf16"], required=True, help="fp32, or bf16=True")

@@ -17,6 +17,8 @@ import platform
 import time
 from pathlib import Path
 
+from orchestrator.bench import load_limit, require_inputs, under_load
+
 GOAL = 1.6
 
 
@@ -81,7 +83,7 @@ def run_bench_async(args) -> int:
     load_after = os.getloadavg()
     # Other jobs show in the load before; the load after is mostly the bench's own worker + learner
     # (two busy processes on two cores give ~2), so it is recorded, not judged.
-    under_load = load_before[0] > 0.5 * (os.cpu_count() or 1)
+    loaded = under_load(load_before)
     speedup = results["eta1"]["steps_per_hour"] / max(results["eta0"]["steps_per_hour"], 1e-9)
     out = {
         "command": "erv-grpo bench async " + " ".join(args.argv),
@@ -92,7 +94,8 @@ def run_bench_async(args) -> int:
             "load_average_before": load_before,
             "load_average_after": load_after,
         },  # fmt: skip
-        "under_load": under_load,
+        "under_load": loaded,
+        "load_limit": f"1-minute load average before > {load_limit():g}: under_load, goal not judged (null)",
         "config": {
             "base": str(args.config),
             "model": str(args.model),
@@ -105,7 +108,7 @@ def run_bench_async(args) -> int:
         "speedup_eta1_over_eta0": speedup,
         "goal": GOAL,
         # A rate measured while other jobs ran is not judged against the goal.
-        "goal_met": None if under_load else speedup >= GOAL,
+        "goal_met": None if loaded else speedup >= GOAL,
         "reward_curves": {
             "step": list(range(1, args.steps + 1)),
             "eta0": results["eta0"]["reward_total"],
@@ -144,13 +147,7 @@ def register(groups) -> None:
 
 
 def _bench_async(args) -> int:
-    from orchestrator.errors import OrchestratorError
-
-    for flag, path in (("--model", args.model), ("--erv-dir", args.erv_dir)):
-        if not Path(path).is_dir():
-            raise OrchestratorError(f"{flag} {path} is not a folder")
-    if args.steps < 2:
-        raise OrchestratorError(f"--steps {args.steps}: at least 2 (the first step is not timed)")
+    require_inputs({"--model": args.model, "--erv-dir": args.erv_dir}, args.steps)
     import sys
 
     args.argv = sys.argv[3:] if sys.argv[1:3] == ["bench", "async"] else []

@@ -13,6 +13,7 @@ import platform
 import time
 from pathlib import Path
 
+from orchestrator.bench import under_load
 from orchestrator.errors import OrchestratorError
 
 
@@ -162,8 +163,8 @@ def run_bench(args) -> int:
 
 
 def run_clip_bench(args) -> int:
-    """`bench rollout --clips FILE`: orchestrator/bench_clips.py's timing into --output (rollout_clips.json)."""
-    from orchestrator.bench_clips import clip_rollout_steps
+    """`bench rollout --clips FILE`: orchestrator/bench/clips.py's timing into --output (rollout_clips.json)."""
+    from orchestrator.bench.clips import clip_rollout_steps
     from orchestrator.config import load_config
 
     config = load_config(args.config, [])
@@ -182,8 +183,7 @@ def run_clip_bench(args) -> int:
               **clip_rollout_steps(config, args.clips, model, args.epochs, args.group_size, args.max_tokens)}  # fmt: skip
     result["machine"] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                          "load_average_before": load_before, "load_average_after": os.getloadavg()}  # fmt: skip
-    # More runnable tasks than cores on average: the timings are shares under contention, not speeds.
-    result["machine"]["under_load"] = load_before[0] >= (os.cpu_count() or 1) / 2
+    result["machine"]["under_load"] = under_load(load_before)  # timings are shares under contention
     result["goals"] = {"media_share after every clip was seen <= 0.05":
                        result["after_first_epoch"].get("media_share", 1.0) <= 0.05}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
