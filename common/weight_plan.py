@@ -118,3 +118,44 @@ def unpack(bucket: Bucket, buffer: torch.Tensor) -> list[tuple[str, torch.Tensor
         (s.name, buffer[s.offset : s.offset + s.nbytes].view(getattr(torch, s.dtype)).view(s.shape))
         for s in bucket.slots
     ]
+
+
+# -- the object-store path (run.weight_transport: object_store) -----------------------------------
+# Ray stores numpy arrays out of band and a reader maps them from shared memory without a copy;
+# torch tensors are pickled, copied on put and again on get. SmolLM2-135M in bf16, measured here:
+# put + get 0.5-0.7 s as tensors, 0.03-0.15 s as arrays. numpy has no bfloat16: the bits travel as
+# a same-width integer array and the dtype by name.
+_SAME_WIDTH = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def to_wire(buckets: list[list[tuple[str, torch.Tensor]]]) -> list[list[tuple[str, str, object]]]:
+    """Buckets of (name, tensor) as (name, dtype name, numpy array of the same bytes): for ray.put."""
+    wire = []
+    for bucket in buckets:
+        items = []
+        for name, t in bucket:
+            t = t.detach().cpu().contiguous()
+            items.append(
+                (name, str(t.dtype).removeprefix("torch."), t.view(_SAME_WIDTH[t.element_size()]).numpy())
+            )
+        wire.append(items)
+    return wire
+
+
+def from_wire(wire: list[list[tuple[str, str, object]]]) -> list[list[tuple[str, torch.Tensor]]]:
+    """to_wire's buckets back as (name, tensor) views of the arrays (read-only: for copying from)."""
+    import warnings
+
+    out = []
+    for i, bucket in enumerate(wire):
+        items = []
+        for entry in bucket:
+            if len(entry) != 3:
+                raise ValueError(f"weight bucket {i}: entries are (name, dtype, array) as to_wire makes them, "
+                                 f"got {len(entry)} fields")  # fmt: skip
+            name, dtype, array = entry
+            with warnings.catch_warnings():  # shared memory is read-only; the engine only copies from it
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                items.append((name, torch.from_numpy(array).view(getattr(torch, dtype))))
+        out.append(items)
+    return out

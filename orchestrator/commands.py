@@ -336,6 +336,7 @@ def _eval(args: argparse.Namespace) -> int:
             if engine is None:
                 engine = VllmEngine(path, dtype=rollout.engine_dtype()[0], max_model_len=rollout.max_model_len,
                                     enforce_eager=rollout.enforce_eager, env=rollout.engine_env(),
+                                    kv_cache_bytes=rollout.kv_cache_bytes(),
                                     limit_mm_per_prompt=rollout.limit_mm_per_prompt,
                                     mm_processor_kwargs=rollout.mm_processor_kwargs)  # fmt: skip
             else:  # same architecture: swap the weights in place instead of starting another engine

@@ -59,7 +59,8 @@ def train(
             t2 = time.perf_counter()
             run.sync_weights()  # learner -> every rollout engine, in buckets, after their in-flight requests
             t3 = time.perf_counter()
-            stats.update({"phase/update": t2 - t1, "phase/weight_sync": t3 - t2, "step_seconds": t3 - t0})
+            stats.update({"phase/update": t2 - t1, "step_seconds": t3 - t0})
+            stats.update(run.sync_seconds)  # phase/weight_sync (the transfer) and phase/parity_probe
             run.between_steps(step, stats)  # staleness admission, `erv-grpo scale` requests
             record = run.log(step, groups, stats, update)
             if (
@@ -184,6 +185,7 @@ class TrainingRun:
         whole_pool = workers is None  # a worker found dead on the way is replaced (with these weights)
         workers = self.cluster.workers if workers is None else workers
         bucket_bytes = self.config.run.weight_bucket_mb << 20
+        start = time.perf_counter()
         rest = workers
         if self.transport is not None and self.transport.covers(workers):
             self.version = self.transport.sync(self.learner, bucket_bytes)
@@ -196,7 +198,11 @@ class TrainingRun:
                 versions = ray.get([w.load_weights.remote(version, ref) for w in rest])
             assert versions == [version] * len(versions), versions
             self.version = version
+        loaded = time.perf_counter()
         self.sync_parity = self.check_parity(None if whole_pool else workers)
+        # The weights' way into the engines, then the guard's probe of them: two phases on the dashboard.
+        self.sync_seconds = {"phase/weight_sync": loaded - start,
+                             "phase/parity_probe": time.perf_counter() - loaded}  # fmt: skip
 
     def check_parity(self, workers) -> float:
         """Probe every engine after a sync: mean |engine - learner| logprob on tokens it samples now.

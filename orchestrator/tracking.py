@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PHASES = ("generate", "reward_wait", "update", "weight_sync")
+PHASES = ("generate", "reward_wait", "update", "weight_sync", "parity_probe")
 COMPONENTS = ("explanation", "format", "answer", "total")
 
 

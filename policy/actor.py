@@ -18,6 +18,8 @@ import ray
 import torch
 
 from common.affinity import parse_cores, pin_process
+from common.memory import release_free_memory
+from common.weight_plan import to_wire
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.errors import PolicyError
@@ -58,10 +60,13 @@ class LearnerActor:
                 world_size=self.world_size,
             )
         self.learner = Learner(self.config)
+        release_free_memory()  # the checkpoint read and the reference's conversion
         return self.learner.version
 
     def update(self, shard: RolloutBatch) -> dict[str, float]:
-        return self.learner.update(shard)
+        metrics = self.learner.update(shard)
+        release_free_memory()  # the activations: freed, handed back while the engines generate
+        return metrics
 
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return self.learner.export_weights(bucket_bytes, dtype=dtype)
@@ -73,7 +78,10 @@ class LearnerActor:
         version, buckets = self.learner.export_weights(
             bucket_bytes, dtype=getattr(torch, dtype) if dtype else None, copy=False
         )
-        return version, ray.put(buckets) if buckets else None
+        ref = ray.put(to_wire(buckets)) if buckets else None  # numpy: no copy when a worker reads it
+        del buckets
+        release_free_memory()  # the export's converted copies (the object store holds its own)
+        return version, ref
 
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]],
                  media: list | None = None, prompt_texts: list | None = None):  # fmt: skip

@@ -3,6 +3,7 @@
 Runs in the learner process (and the SFT trainer); shared by `policy.learner` and `policy.sft`.
 Memory layout: prompts left-padded to the longest prompt, completions right-padded, so every
 completion starts at the same column and only the C positions before the last need the output projection.
+Also: the frozen reference's Linear weights held in bf16 for a learner that computes in bf16.
 """
 
 from __future__ import annotations
@@ -60,3 +61,25 @@ def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
             use_cache=False,
         )
     return token_logprobs(out.logits, mb["input_ids"][:, -c:])  # (N, C, V) -> (N, C)
+
+
+def hold_linears_in_bf16(model: torch.nn.Module) -> int:
+    """Store every nn.Linear weight (and bias) of a frozen model in bf16; returns how many tensors.
+
+    For the reference of a bf16 learner: autocast casts each fp32 Linear weight to bf16 on every call
+    (frozen weights are not in its cache), the same round-to-nearest a stored bf16 copy has, so the
+    logprobs are bit-identical, with half the bytes and no casts. Embeddings and norms stay fp32 (the
+    residual stream's dtype). A tied output layer gets its own bf16 copy; the input embedding keeps fp32.
+    """
+    converted = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        for name in ("weight", "bias"):
+            t = getattr(module, name)
+            if t is None or t.dtype != torch.float32:
+                continue
+            # A new Parameter, not .data = ...: a tied weight is shared with the embedding, which stays fp32.
+            setattr(module, name, torch.nn.Parameter(t.detach().to(torch.bfloat16), requires_grad=False))
+            converted += 1
+    return converted

@@ -31,7 +31,7 @@ from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
-from policy.forward import completion_logprobs, pad_rows
+from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
 from policy.grpo import grpo_loss
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
 
@@ -78,6 +78,8 @@ class Learner:
         # Frozen copy of the initial weights: the KL anchor, never updated or saved.
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)
+        if self.precision == "bf16" and mm is None and not self.sharded:
+            hold_linears_in_bf16(self.reference)  # the same logprobs bit for bit, ~half the bytes
         if self.sharded:
             sharding.shard(self.policy, self.device, self.precision == "bf16", trainable=True)
             offload = config.reference_offload == "cpu"

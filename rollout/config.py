@@ -18,7 +18,6 @@ CPU_VLLM_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_OMP_THREADS_BIND": "0-1",
     "OMP_NUM_THREADS": "2",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
 }
 
 
@@ -53,7 +52,12 @@ class RolloutConfig(BaseModel):
     )
     num_cpus_per_worker: float = Field(1.0, gt=0.0, description="Ray CPUs reserved per rollout worker")
     num_gpus_per_worker: float = Field(0.0, ge=0.0, description="Ray GPUs reserved per rollout worker")
-    kv_cache_gib: int = Field(1, ge=1, description="CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
+    kv_cache_gib: float = Field(
+        1.0,
+        gt=0.0,
+        description="CPU engines: KV cache size in GiB (vLLM's kv_cache_memory_bytes; fractions allowed: "
+        "G completions of max_model_len tokens need G * max_model_len * the model's KV bytes per token)",
+    )
     cpu_threads_bind: str = Field("0-1", description="cores the CPU engine binds its OMP threads to")
     pin_process: bool = Field(
         False,
@@ -118,12 +122,15 @@ class RolloutConfig(BaseModel):
         precision, why = choose_precision(self.dtype, device, cpu_flags())
         return ENGINE_DTYPES[precision], why
 
+    def kv_cache_bytes(self) -> int | None:
+        """The CPU engine's KV cache in bytes; None on GPU (gpu_memory_utilization sizes it there)."""
+        return None if self.num_gpus_per_worker > 0 else int(self.kv_cache_gib * 2**30)
+
     def engine_env(self) -> dict[str, str]:
         """Environment a rollout process needs before vLLM is imported (CPU settings when no GPU)."""
         if self.num_gpus_per_worker > 0:
             return {}
         env = dict(CPU_VLLM_ENV)
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_threads_bind
         # One OpenMP thread per bound core: with more, the extra threads spin on the same cores (bench
         # async, engine on core 0 with OMP_NUM_THREADS=2: generation 3.7-9 s a step instead of 0.2 s).

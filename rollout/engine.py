@@ -56,6 +56,7 @@ class VllmEngine:
         max_model_len: int = 1024,
         enforce_eager: bool = True,
         gpu_memory_utilization: float = 0.5,
+        kv_cache_bytes: int | None = 1 << 30,
         seed: int = 0,
         env: dict[str, str] | None = None,
         limit_mm_per_prompt: dict[str, int] | None = None,
@@ -82,6 +83,9 @@ class VllmEngine:
             max_model_len=max_model_len,
             enforce_eager=enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization,
+            # An explicit size (CPU: else vLLM takes a share of the machine's RAM); None: vLLM sizes it
+            # from gpu_memory_utilization (GPU workers pass None).
+            kv_cache_memory_bytes=kv_cache_bytes,
             seed=seed,
             # A prefill split across steps rewinds the request's seeded generator, which vLLM's CPU
             # generators cannot do ("CPU Generator does not use offset"): schedule whole prompts only.

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.affinity import parse_cores, pin_process
+from common.memory import release_free_memory
+from common.weight_plan import from_wire
 from reward_service.core.reward import Completion, RewardWeights
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
@@ -122,11 +124,13 @@ class RolloutWorker:
                 max_model_len=config.max_model_len,
                 enforce_eager=config.enforce_eager,
                 gpu_memory_utilization=config.gpu_memory_utilization,
+                kv_cache_bytes=config.kv_cache_bytes(),
                 seed=seed,
                 env=config.engine_env(),
                 limit_mm_per_prompt=config.limit_mm_per_prompt,
                 mm_processor_kwargs=config.mm_processor_kwargs,
             )
+            release_free_memory()  # the start-up's buffers (checkpoint read, warm-up): ~0.1 GiB
         self.engine = engine
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="reward-client", daemon=True)
@@ -176,8 +180,10 @@ class RolloutWorker:
         return {"bfloat16": "bf16", "float16": "fp16"}.get(getattr(self.engine, "dtype", "float32"), "fp32")
 
     def load_weights(self, version: int, buckets) -> int:
-        """Update the engine in place to the learner's weights of `version`."""
-        self.engine.load_weights(version, buckets)
+        """Update the engine in place to the learner's weights of `version` (buckets as to_wire made them)."""
+        self.engine.load_weights(version, from_wire(buckets))
+        del buckets
+        release_free_memory()  # the received buckets, copied into the engine's parameters
         return self.engine.version
 
     def open_weight_transport(

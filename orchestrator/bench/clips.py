@@ -36,6 +36,7 @@ def clip_rollout_steps(config, clips_file: Path, model: str, epochs: int, group_
         loader = MediaLoader(cache_dir or Path(tmp) / "media", config.data.video_max_pixels)
         engine = VllmEngine(model, dtype=rollout.engine_dtype()[0], max_model_len=rollout.max_model_len,
                             enforce_eager=rollout.enforce_eager, env=rollout.engine_env(),
+                                    kv_cache_bytes=rollout.kv_cache_bytes(),
                             limit_mm_per_prompt=rollout.limit_mm_per_prompt,
                             mm_processor_kwargs=rollout.mm_processor_kwargs)  # fmt: skip
         processor = MediaProcessor(model, config.learner.mm_processor_kwargs)

@@ -106,6 +106,8 @@ def phase_breakdown(run_dir: Path) -> dict:
     phases = ("generate", "reward_wait", "update", "weight_sync")
     per_step = [
         {"step": r["step"], "step_seconds": r["step_seconds"], **{p: r[f"phase/{p}"] for p in phases},
+         # runs from before the probe had its own phase counted it in weight_sync: None here
+         "parity_probe": r.get("phase/parity_probe"),
          "reward_wait_share": r["phase/reward_wait"] / r["step_seconds"],
          "completion_tokens": r["completion_tokens"]}
         for r in records

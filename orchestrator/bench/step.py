@@ -25,7 +25,8 @@ from pathlib import Path
 from orchestrator.bench import load_limit, require_inputs, under_load
 from orchestrator.errors import OrchestratorError
 
-PHASES = ("step_seconds", "phase/generate", "phase/update", "phase/weight_sync", "phase/reward_wait")
+PHASES = ("step_seconds", "phase/generate", "phase/update", "phase/weight_sync", "phase/parity_probe",
+          "phase/reward_wait")  # fmt: skip
 FLOP_FORMULA = (
     "update_flops = 6 * P * T (policy forward + backward) + 2 * P * T (reference forward) = 8 * P * T; "
     "P = parameters that multiply per token (the input-embedding lookup left out, a tied lm_head counted once), "
@@ -34,7 +35,8 @@ FLOP_FORMULA = (
 )
 GOALS = {
     "update_share_of_ceiling": ">= 0.60 of the matmul ceiling of the precision the learner runs in",
-    "weight_sync_seconds": "<= 0.6 s",
+    "weight_sync_seconds": "<= 0.6 s: learner -> engine, loaded (phase/weight_sync); the parity guard's probe "
+    "that follows is phase/parity_probe, reported beside it",
     "step_vs_trl_best": "<= 0.4 x TRL's fastest setting (fp32 or bf16)",
     "peak_memory_vs_trl": "<= the smaller of TRL's two peaks (summed PSS of all processes)",
 }
@@ -336,7 +338,7 @@ def _bench_step(args) -> int:
     print(f"TRL fp32 {trl['fp32']['median_step_seconds']:.1f} s, bf16 {trl['bf16']['median_step_seconds']:.1f} s; "
           f"erv-grpo ({erv['precision']}) {erv['median']['step_seconds']:.1f} s: update "
           f"{erv['median']['update']:.1f} s = {100 * erv['update']['median_share_of_ceiling']:.0f}% of the ceiling, "
-          f"sync {erv['median']['weight_sync']:.2f} s; peak {erv['memory']['peak_pss_gib']:.1f} GiB vs TRL "
+          f"sync {erv['median']['weight_sync']:.2f} s + parity probe {erv['median']['parity_probe']:.2f} s; peak {erv['memory']['peak_pss_gib']:.1f} GiB vs TRL "
           f"{min(t['memory']['peak_pss_gib'] for t in trl.values()):.1f}{label}; wrote {args.output}")  # fmt: skip
     print("goals: " + ", ".join(f"{k} {'n/a' if v['met'] is None else v['met']}"
                                 for k, v in goals.items() if isinstance(v, dict)))  # fmt: skip

@@ -69,25 +69,42 @@ def machine_facts(load_before: tuple[float, ...]) -> dict:
     }
 
 
-def tree_pss(root_pid: int) -> tuple[int, list[str]]:
-    """(summed PSS bytes, names) of `root_pid` and every descendant process; vanished ones are skipped."""
+def process_label(proc: psutil.Process) -> str:
+    """`name` of a process, or for a Python one what it runs (`python -m MODULE`, `python SCRIPT`), so the
+    reward server, the Ray dashboard and the driver are told apart in a memory breakdown."""
+    name = proc.name()
+    if not name.startswith("python"):
+        return name
+    args = proc.cmdline()[1:]
+    for i, arg in enumerate(args):
+        if arg == "-m" and i + 1 < len(args):
+            return f"{name} -m {args[i + 1]}"
+        if arg.endswith(".py"):
+            return f"{name} {Path(arg).name}"
+    return name
+
+
+def tree_pss(root_pid: int) -> tuple[int, list[tuple[str, int]]]:
+    """(summed PSS bytes, [(label, PSS bytes)] per process) of `root_pid` and every descendant;
+    vanished ones are skipped."""
     try:
         root = psutil.Process(root_pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return 0, []
-    total, names = 0, []
+    total, each = 0, []
     for proc in procs:
         try:
-            total += proc.memory_full_info().pss
-            names.append(proc.name())
+            pss = proc.memory_full_info().pss
+            each.append((process_label(proc), pss))
+            total += pss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # exited between the listing and the read
-    return total, names
+    return total, each
 
 
 class PeakPss:
-    """A thread sampling tree_pss(root_pid) every `interval` s until stop(); keeps the peak."""
+    """A thread sampling tree_pss(root_pid) every `interval` s until stop(); keeps the peak and who held it."""
 
     def __init__(self, root_pid: int, interval: float = 0.5):
         self.root_pid, self.interval = root_pid, interval
@@ -97,11 +114,11 @@ class PeakPss:
 
     def _run(self) -> None:
         while True:
-            total, names = tree_pss(self.root_pid)
-            if names:
+            total, each = tree_pss(self.root_pid)
+            if each:
                 self.samples += 1
                 if total > self.peak_bytes:
-                    self.peak_bytes, self.peak_processes = total, sorted(names)
+                    self.peak_bytes, self.peak_processes = total, sorted(each, key=lambda e: -e[1])
             if self._stop.wait(self.interval):
                 return
 
@@ -115,7 +132,10 @@ class PeakPss:
         return {
             "peak_pss_bytes": self.peak_bytes,
             "peak_pss_gib": self.peak_bytes / GIB,
-            "processes_at_peak": self.peak_processes,
+            # largest first: where the memory of the peak sample was
+            "processes_at_peak": [
+                {"process": label, "pss_gib": round(b / GIB, 3)} for label, b in self.peak_processes
+            ],
             "samples": self.samples,
         }
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from common.weight_plan import TransferPlan, pack, plan_buckets, unpack
+from common.weight_plan import TransferPlan, from_wire, pack, plan_buckets, to_wire, unpack
 
 
 def test_buckets_split_at_the_limit_and_keep_order_and_alignment():
@@ -50,3 +50,29 @@ def test_pack_refuses_a_tensor_that_is_not_the_planned_one():
     plan = plan_buckets([("w", "float32", (2, 2))], 1 << 10, 0)
     with pytest.raises(ValueError, match="w: planned float32"):
         pack(plan.buckets[0], [torch.zeros(4)])
+
+
+def test_the_object_store_form_carries_every_dtype_bit_for_bit_as_arrays():
+    import pickle
+
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    buckets = [
+        [("a.weight", torch.randn(3, 4, generator=g).bfloat16()), ("b.bias", torch.randn(5, generator=g))],
+        [
+            ("c.weight", torch.randn(2, 2, generator=g).half()),
+            ("d.mask", torch.tensor([1, 0], dtype=torch.int64)),
+        ],
+    ]
+    wire = to_wire(buckets)
+    assert all(isinstance(a, np.ndarray) for b in wire for _, _, a in b)  # what Ray maps without a copy
+    back = from_wire(pickle.loads(pickle.dumps(wire, protocol=5)))
+    for sent, got in zip(buckets, back, strict=True):
+        for (n1, t1), (n2, t2) in zip(sent, got, strict=True):
+            assert n1 == n2 and t1.dtype == t2.dtype and t1.shape == t2.shape and torch.equal(t1, t2)
+
+
+def test_a_bucket_not_made_by_to_wire_is_refused_by_name():
+    with pytest.raises(ValueError, match="weight bucket 0: entries are \\(name, dtype, array\\)"):
+        from_wire([[("a.weight", torch.zeros(2))]])

@@ -19,6 +19,15 @@ def test_shipped_configs_validate():
         cluster.reward.address and cluster.rollout.num_gpus_per_worker == 1 and cluster.ray.num_learners == 8
     )
     assert cluster.rollout.engine_env() == {}  # GPU workers get no CPU vLLM settings
+    assert cluster.rollout.kv_cache_bytes() is None  # sized by vLLM from gpu_memory_utilization
+
+
+def test_the_cpu_kv_cache_is_an_explicit_size_in_fractions_of_a_gib():
+    c = load_config("configs/tiny.yaml", [*FILL, "rollout.kv_cache_gib=0.25"])
+    assert c.rollout.kv_cache_bytes() == 2**28
+    assert "VLLM_CPU_KVCACHE_SPACE" not in c.rollout.engine_env()  # vLLM's legacy variable would override it
+    with pytest.raises(ConfigError, match="rollout.kv_cache_gib"):
+        load_config("configs/tiny.yaml", [*FILL, "rollout.kv_cache_gib=0"])
 
 
 def test_dotted_overrides_parse_yaml_values():

@@ -67,7 +67,10 @@ def test_three_steps_change_the_engines_weights(uninterrupted):
         assert r["reward/total"] == pytest.approx(
             r["reward/explanation"] + r["reward/format"] + r["reward/answer"]
         )
-        assert all(r[f"phase/{p}"] > 0 for p in ("generate", "update", "weight_sync"))
+        assert all(r[f"phase/{p}"] > 0 for p in ("generate", "update", "weight_sync", "parity_probe"))
+        # consecutive parts of the step (the reward wait is inside generate, overlapped): none counted twice
+        parts = sum(r[f"phase/{p}"] for p in ("generate", "update", "weight_sync", "parity_probe"))
+        assert parts <= r["step_seconds"] + 1e-6
         assert r["phase/reward_wait"] >= 0 and r["num_sequences"] == 2 * 4
         assert r["sampled_version"] == r["step"] - 1 and r["policy_version"] == r["step"]
         assert set(r) >= {"kl", "clip_fraction", "loss", "zero_signal_groups", "worker_tokens_per_second/0"}
