@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from common.weight_plan import from_wire
 from policy.config import LearnerConfig
 from policy.learner import Learner
 from tests.policy.conftest import make_batch
@@ -34,11 +35,12 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
     try:
         got = [group.update(b) for b in batches]
         version, buckets = group.export_weights()
-        # the object-store sync's path: put by the actor, the same tensors (bf16: rounded once)
+        # the object-store sync's path: put by the actor as arrays (to_wire), read back as a worker
+        # does (from_wire), the same tensors (bf16: rounded once)
         ref_version, ref = group.export_weights_ref()
-        by_ref = ray_local.get(ref)
+        by_ref = from_wire(ray_local.get(ref))
         _, ref16 = group.export_weights_ref(dtype="bfloat16")
-        by_ref16 = ray_local.get(ref16)
+        by_ref16 = from_wire(ray_local.get(ref16))
         group.save(tmp_path / "ckpt")
     finally:
         group.shutdown()
