@@ -183,7 +183,7 @@ class RolloutWorker:
         """Update the engine in place to the learner's weights of `version` (buckets as to_wire made them)."""
         self.engine.load_weights(version, from_wire(buckets))
         del buckets
-        release_free_memory()  # the received buckets, copied into the engine's parameters
+        release_free_memory()  # vLLM's load temporaries (the arrays themselves are shared memory)
         return self.engine.version
 
     def open_weight_transport(
