@@ -32,6 +32,7 @@ from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
+from policy.grad_buffers import GradBuffers
 from policy.grpo import grpo_loss
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
 
@@ -86,8 +87,11 @@ class Learner:
             sharding.shard(
                 self.reference, self.device, self.precision == "bf16", trainable=False, offload=offload
             )
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        # fsdp: its sharded gradients are freed (DTensors); unsharded: buffers kept (policy/grad_buffers.py)
+        self.grads = None if self.sharded else GradBuffers(trainable)
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.policy.parameters() if p.requires_grad],
+            trainable,
             lr=config.lr,
             betas=config.adam_betas,
             eps=config.adam_eps,
@@ -186,7 +190,7 @@ class Learner:
         mismatch_max = torch.zeros(2, dtype=torch.float64, device=self.device)
         grad_norms = []
         for it in range(cfg.updates_per_batch):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True) if self.grads is None else self.grads.zero()
             for k, mb in enumerate(mbs):
                 logprobs = completion_logprobs(self.policy, mb, self._autocast)
                 if mb.get("idle"):  # a padding micro-batch of fsdp: collectives only, no gradient
@@ -228,6 +232,7 @@ class Learner:
                     sums[4] += diff.sum().double()
                     mismatch_max[0] = torch.maximum(mismatch_max[0], diff.max().double())
             if not self.sharded:  # fsdp reduce-scatters (sums) the gradients in backward
+                self.grads.drop_untouched()
                 for p in self.policy.parameters():
                     if p.grad is not None:
                         self._all_reduce(p.grad)
