@@ -127,3 +127,17 @@ class RolloutBatch:
         n = len(self)
         start, stop = rank * n // world_size, (rank + 1) * n // world_size
         return self.select(list(range(start, stop)))
+
+
+def micro_batches(batch: RolloutBatch, size: int) -> list[list[int]]:
+    """Row indices of each micro-batch of <= `size` rows, rows sorted by prompt + completion length.
+
+    Rows of like length share a micro-batch, so less of it is padding (each is padded to its own
+    longest prompt and completion). The loss and gradients do not depend on the grouping: every
+    micro-batch divides by the whole batch's counts, only the order of the sums changes.
+    """
+    n = len(batch)
+    order = sorted(
+        range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i])
+    )
+    return [order[i : i + size] for i in range(0, n, size)]

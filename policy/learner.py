@@ -11,7 +11,7 @@ are collectives every rank calls (policy/checkpoint.py writes the sharded checkp
 Memory layout of a micro-batch: prompts left-padded to the longest prompt, completions
 right-padded to the longest completion, so every completion starts at the same column and
 only the C positions before the last need the output projection (`logits_to_keep`); rows are
-sorted by length into micro-batches (`micro_batches`) so that less of each is padding.
+sorted by length into micro-batches (`policy.batch.micro_batches`) so that less of each is padding.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ import torch.distributed as dist
 
 from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, multimodal, sharding
-from policy.batch import RolloutBatch
+from policy.batch import RolloutBatch, micro_batches
 from policy.config import LearnerConfig
+from policy.errors import PolicyError
+from policy.export import plan_buckets
 from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
 from policy.grad_buffers import GradBuffers
 from policy.grpo import grpo_loss
@@ -294,44 +296,46 @@ class Learner:
         lps = completion_logprobs(self.policy, mb, self._autocast).float().cpu()  # (N, C)
         return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
 
+    def export_plan(self, bucket_bytes: int, dtype: torch.dtype | None = None) -> list[list[tuple]]:
+        """The export's buckets as (name, live tensor): policy/export.py."""
+        return plan_buckets(self.policy, self.export_prefix, bucket_bytes, dtype)
+
     def export_weights(
         self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu",
         copy: bool = True,
     ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:  # fmt: skip
-        """(version, buckets): the policy's state dict as copies in buckets of <= bucket_bytes each
-        (a tensor larger than the limit gets a bucket of its own). copy=False: views of the live
+        """(version, buckets): export_plan's buckets as copies in `dtype`. copy=False: views of the live
         parameters where no conversion is needed, for a caller that serialises them at once (ray.put).
 
-        Names are Hugging Face ones, which vLLM's loader for the same architecture maps itself
-        (e.g. q/k/v into qkv_proj). A tied output embedding is sent once, under the input
-        embedding's name, as vLLM skips lm_head.weight for tied models.
-
-        Under fsdp every rank calls it: each parameter is gathered (full_tensor) as its bucket
-        fills, rank 0 keeps the copies and the other ranks return no buckets.
+        Under fsdp every rank calls it: each parameter is gathered (full_tensor) in turn, rank 0 keeps
+        the copies and the other ranks return no buckets.
         """
-        buckets, current, size, seen = [], [], 0, set()
-        params = dict(self.policy.named_parameters(remove_duplicate=False))
-        for name, tensor in self.policy.state_dict().items():
-            key = id(params[name]) if name in params else name
-            if key in seen:  # tied alias of an earlier tensor
-                continue
-            seen.add(key)
-            if sharding.is_sharded(tensor):
-                tensor = sharding.full(tensor)  # a fresh tensor: the copy below is a no-op where it can be
-                if self.rank != 0:
-                    continue
-                t = tensor.to(device=device, dtype=dtype or tensor.dtype)
-            else:
-                t = tensor.detach().to(device=device, dtype=dtype or tensor.dtype, copy=copy)
-            nbytes = t.numel() * t.element_size()
-            if current and size + nbytes > bucket_bytes:
-                buckets.append(current)
-                current, size = [], 0
-            current.append((self.export_prefix + name, t))
-            size += nbytes
-        if current:
-            buckets.append(current)
+        buckets = []
+        for planned in self.export_plan(bucket_bytes, dtype):
+            bucket = []
+            for name, t in planned:
+                if sharding.is_sharded(t):  # gathered: a fresh tensor, so no second copy
+                    t, copy_it = sharding.full(t), False
+                    if self.rank != 0:
+                        continue
+                else:
+                    t, copy_it = t.detach(), copy
+                bucket.append((name, t.to(device=device, dtype=dtype or t.dtype, copy=copy_it)))
+            if bucket:
+                buckets.append(bucket)
         return self._version, buckets
+
+    def export_bucket(
+        self, version: int, index: int, bucket_bytes: int, dtype: torch.dtype | None = None
+    ) -> list[tuple[str, torch.Tensor]]:
+        """Bucket `index` of export_weights(bucket_bytes, dtype, copy=False) alone, for a reader that pulls
+        one bucket at a time (only it is converted). Raises if the weights are no longer `version`."""
+        if self.sharded:
+            raise PolicyError("export_bucket reads unsharded weights; under fsdp use export_weights")
+        if version != self._version:
+            raise PolicyError(f"weights of version {version} asked for, the learner holds {self._version}")
+        planned = self.export_plan(bucket_bytes, dtype)[index]
+        return [(name, t.detach().to("cpu", dtype=dtype or t.dtype, copy=False)) for name, t in planned]
 
     def save(self, directory: str | Path) -> Path:
         """Checkpoint: HF folder (safetensors + config + tokenizer, loadable as a model by the learner,
@@ -380,20 +384,6 @@ class Learner:
         checkpoint.restore_rng(torch.load(directory / RNG_FILE, weights_only=False))
         state = json.loads((directory / STATE_FILE).read_text())
         self.step, self._version = int(state["step"]), int(state["version"])
-
-
-def micro_batches(batch: RolloutBatch, size: int) -> list[list[int]]:
-    """Row indices of each micro-batch of <= `size` rows, rows sorted by prompt + completion length.
-
-    Rows of like length share a micro-batch, so less of it is padding (each is padded to its own
-    longest prompt and completion). The loss and gradients do not depend on the grouping: every
-    micro-batch divides by the whole batch's counts, only the order of the sums changes.
-    """
-    n = len(batch)
-    order = sorted(
-        range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i])
-    )
-    return [order[i : i + size] for i in range(0, n, size)]
 
 
 def _lap(phases: dict[str, float], phase: str, since: float) -> float:

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import policy.learner as learner_module
-from policy.batch import RolloutBatch
+from policy.batch import RolloutBatch, micro_batches
 from policy.config import LearnerConfig
 from policy.forward import completion_logprobs, pad_rows
-from policy.learner import Learner, micro_batches
+from policy.learner import Learner
 from policy.model_loading import load_causal_lm
 
 

@@ -1,0 +1,35 @@
+"""Which of the policy's tensors travel to the rollout engines in which bucket: `plan_buckets`.
+
+Runs in the learner process (policy/learner.py: export_weights, export_bucket). Names and sizes
+only: nothing is copied or gathered, so the plan is the same on every fsdp rank and for every
+reader that pulls the buckets one at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def plan_buckets(
+    model: torch.nn.Module, prefix: str, bucket_bytes: int, dtype: torch.dtype | None = None
+) -> list[list[tuple[str, torch.Tensor]]]:
+    """The model's state dict as buckets of (prefix + Hugging Face name, live tensor), <= bucket_bytes
+    each once in `dtype` (None: as held); a tensor larger than the limit gets a bucket of its own.
+
+    vLLM's loader maps the names itself (e.g. q/k/v into qkv_proj). A tied output embedding is sent
+    once, under the input embedding's name, as vLLM skips lm_head.weight for tied models.
+    """
+    buckets, current, size, seen = [], [], 0, set()
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for name, tensor in model.state_dict().items():
+        key = id(params[name]) if name in params else name
+        if key in seen:  # tied alias of an earlier tensor
+            continue
+        seen.add(key)
+        nbytes = tensor.numel() * (dtype or tensor.dtype).itemsize  # fsdp: the global numel
+        if current and size + nbytes > bucket_bytes:
+            buckets.append(current)
+            current, size = [], 0
+        current.append((prefix + name, tensor))
+        size += nbytes
+    return buckets + [current] if current else buckets
