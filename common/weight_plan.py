@@ -17,6 +17,11 @@ import torch
 ALIGN = 16  # byte alignment of every tensor in a bucket: uint8 -> float32/bf16 views need it
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> "bfloat16": how a dtype travels (getattr(torch, name) reads it back)."""
+    return str(dtype).removeprefix("torch.")
+
+
 @dataclass(frozen=True)
 class TensorSlot:
     """One tensor inside a bucket: its Hugging Face name, dtype name, shape and byte range."""
@@ -135,9 +140,7 @@ def to_wire(buckets: list[list[tuple[str, torch.Tensor]]]) -> list[list[tuple[st
         items = []
         for name, t in bucket:
             t = t.detach().cpu().contiguous()
-            items.append(
-                (name, str(t.dtype).removeprefix("torch."), t.view(_SAME_WIDTH[t.element_size()]).numpy())
-            )
+            items.append((name, dtype_name(t.dtype), t.view(_SAME_WIDTH[t.element_size()]).numpy()))
         wire.append(items)
     return wire
 

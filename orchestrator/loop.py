@@ -190,10 +190,8 @@ class TrainingRun:
         if self.transport is not None and self.transport.covers(workers):
             self.version = self.transport.sync(self.learner, bucket_bytes)
             rest = self.transport.others(workers)  # joined after the group formed
-        if rest:  # through the object store: each worker pulls the buckets from the learner (WeightStream)
-            version, ref = self.learner.export_weights_source(
-                bucket_bytes, export_dtype(self.engine_precisions)
-            )
+        if rest:  # one copy in the object store, put by the learner, read by every worker
+            version, ref = self.learner.export_weights_ref(bucket_bytes, export_dtype(self.engine_precisions))
             if whole_pool and rest is workers:
                 versions = self.pool.call_each("load_weights", version, ref)
             else:

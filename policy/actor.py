@@ -20,7 +20,6 @@ import torch
 from common.affinity import parse_cores, pin_process
 from common.memory import release_free_memory
 from common.weight_plan import to_wire
-from common.weight_stream import WeightStream
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.errors import PolicyError
@@ -76,24 +75,13 @@ class LearnerActor:
         """(version, ObjectRef of the buckets, None on fsdp ranks > 0), put into the object store from
         here: the weights are serialised once (not returned to the driver and put again), straight from
         the parameters (ray.put copies before it returns). dtype: "bfloat16" etc., None = as held."""
-        version, buckets = self.learner.export_weights(bucket_bytes, dtype=_dtype(dtype), copy=False)
+        version, buckets = self.learner.export_weights(
+            bucket_bytes, dtype=getattr(torch, dtype) if dtype else None, copy=False
+        )
         ref = ray.put(to_wire(buckets)) if buckets else None  # numpy: no copy when a worker reads it
         del buckets
         release_free_memory()  # the export's converted copies (the object store holds its own)
         return version, ref
-
-    def count_buckets(self, bucket_bytes: int, dtype: str | None = None) -> tuple[int, int]:
-        """(version, number of buckets) of the export a WeightStream pulls."""
-        return self.learner.version, len(self.learner.export_plan(bucket_bytes, _dtype(dtype)))
-
-    def export_bucket(self, version: int, index: int, bucket_bytes: int, dtype: str | None = None) -> list:
-        """Bucket `index` of the export, as to_wire arrays: the return value goes into the object store,
-        owned by the caller (a rollout worker iterating a WeightStream) and freed when it lets go."""
-        bucket = self.learner.export_bucket(version, index, bucket_bytes, _dtype(dtype))
-        wire = to_wire([bucket])[0]
-        del bucket
-        release_free_memory()  # the bucket's converted copies (Ray serialises the arrays on return)
-        return wire
 
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]],
                  media: list | None = None, prompt_texts: list | None = None):  # fmt: skip
@@ -177,14 +165,6 @@ class LearnerGroup:
         """(version, ObjectRef of rank 0's buckets): the object-store sync without the driver holding them."""
         return self._ask("export_weights_ref", bucket_bytes, dtype)
 
-    def export_weights_source(self, bucket_bytes: int = 256 << 20, dtype: str | None = None) -> tuple:
-        """(version, buckets for RolloutWorker.load_weights): a WeightStream that each worker pulls one
-        bucket at a time from rank 0; under fsdp (a collective export) the ObjectRef of all buckets."""
-        if self.sharded:
-            return self.export_weights_ref(bucket_bytes, dtype)
-        version, count = ray.get(self.actors[0].count_buckets.remote(bucket_bytes, dtype))
-        return version, WeightStream(self.actors[0], version, count, bucket_bytes, dtype)
-
     def logprobs(self, prompt_token_ids: list[list[int]], completion_token_ids: list[list[int]],
                  media: list | None = None, prompt_texts: list | None = None):  # fmt: skip
         """The policy's logprobs of the given completion tokens (rank 0's; ddp: every rank holds the same weights);
@@ -225,7 +205,3 @@ class LearnerGroup:
         for a in self.actors:
             ray.kill(a)
         self.actors = []
-
-
-def _dtype(name: str | None) -> torch.dtype | None:
-    return getattr(torch, name) if name else None

@@ -31,7 +31,6 @@ from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch, micro_batches
 from policy.config import LearnerConfig
-from policy.errors import PolicyError
 from policy.export import plan_buckets
 from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
 from policy.grad_buffers import GradBuffers
@@ -324,18 +323,6 @@ class Learner:
             if bucket:
                 buckets.append(bucket)
         return self._version, buckets
-
-    def export_bucket(
-        self, version: int, index: int, bucket_bytes: int, dtype: torch.dtype | None = None
-    ) -> list[tuple[str, torch.Tensor]]:
-        """Bucket `index` of export_weights(bucket_bytes, dtype, copy=False) alone, for a reader that pulls
-        one bucket at a time (only it is converted). Raises if the weights are no longer `version`."""
-        if self.sharded:
-            raise PolicyError("export_bucket reads unsharded weights; under fsdp use export_weights")
-        if version != self._version:
-            raise PolicyError(f"weights of version {version} asked for, the learner holds {self._version}")
-        planned = self.export_plan(bucket_bytes, dtype)[index]
-        return [(name, t.detach().to("cpu", dtype=dtype or t.dtype, copy=False)) for name, t in planned]
 
     def save(self, directory: str | Path) -> Path:
         """Checkpoint: HF folder (safetensors + config + tokenizer, loadable as a model by the learner,

@@ -12,26 +12,9 @@ from __future__ import annotations
 import torch
 
 from common import collective
-from common.weight_plan import TransferPlan, plan_buckets
+from common.weight_plan import TransferPlan, dtype_name, plan_buckets
 from policy import sharding
-
-
-def export_tensors(policy: torch.nn.Module, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
-    """The policy's state-dict tensors (possibly fsdp DTensors) in the order and with the names
-    `Learner.export_weights` sends: a tied output embedding once, under the input embedding's name;
-    `prefix` as Learner.export_prefix ("thinker." for an Omni thinker)."""
-    params = dict(policy.named_parameters(remove_duplicate=False))
-    out, seen = [], set()
-    for name, tensor in policy.state_dict().items():
-        key = id(params[name]) if name in params else name
-        if key not in seen:  # a tied alias of an earlier tensor is skipped
-            seen.add(key)
-            out.append((prefix + name, tensor))
-    return out
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+from policy.export import export_tensors
 
 
 def plan_for(

@@ -6,7 +6,6 @@ This is the only module of the project that imports vllm; there is no fallback e
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,10 +187,8 @@ class VllmEngine:
 
     def load_weights(self, version: int, buckets: Iterable[Iterable[tuple[str, object]]]) -> None:
         """Replace the engine's weights in place (no restart) with the learner's buckets and record the version."""
-        # Lazy: a streamed bucket is fetched when the loader reaches it (the engine runs in this process).
-        weights = itertools.chain.from_iterable(buckets)  # holds no finished bucket (a list iterator lets go)
+        weights = [(name, tensor) for bucket in buckets for name, tensor in bucket]
         self.llm.collective_rpc("load_policy_weights", kwargs={"weights": weights})
-        del weights
         # Cached prefixes and encoder outputs (vision / audio tower embeddings) came from the old weights.
         self.llm.reset_prefix_cache()
         self.llm.llm_engine.reset_encoder_cache()

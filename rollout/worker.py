@@ -12,7 +12,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,9 +180,8 @@ class RolloutWorker:
         return {"bfloat16": "bf16", "float16": "fp16"}.get(getattr(self.engine, "dtype", "float32"), "fp32")
 
     def load_weights(self, version: int, buckets) -> int:
-        """Update the engine in place to the learner's weights of `version`: buckets as to_wire made them,
-        a list or a WeightStream (common/weight_stream.py) that pulls them one at a time."""
-        self.engine.load_weights(version, _tensors(buckets))
+        """Update the engine in place to the learner's weights of `version` (buckets as to_wire made them)."""
+        self.engine.load_weights(version, from_wire(buckets))
         del buckets
         release_free_memory()  # vLLM's load temporaries (the arrays themselves are shared memory)
         return self.engine.version
@@ -291,13 +290,3 @@ def _reward_score(score) -> RewardScore:
         total=float(score.total),
         predicted=getattr(score, "predicted", None),
     )
-
-
-def _tensors(buckets) -> Iterator[list[tuple[str, object]]]:
-    """from_wire one bucket at a time, holding no reference to a bucket once its tensors are handed on
-    (a streamed bucket is freed from the object store when the engine lets go of it)."""
-    for wire in buckets:
-        (bucket,) = from_wire([wire])
-        del wire
-        yield bucket
-        del bucket

@@ -41,15 +41,6 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
         by_ref = from_wire(ray_local.get(ref))
         _, ref16 = group.export_weights_ref(dtype="bfloat16")
         by_ref16 = from_wire(ray_local.get(ref16))
-        # the streamed path: a worker pulls bucket by bucket; the same buckets, boundaries and all
-        stream_version, stream = group.export_weights_source(1 << 16, dtype="bfloat16")
-        streamed = from_wire(list(stream))
-        _, small16 = group.export_weights(1 << 16, dtype=torch.bfloat16)
-        stale = type(stream)(stream.learner, stream.version - 1, 1, 1 << 16, None)
-        with pytest.raises(
-            ray_local.exceptions.RayTaskError, match="version 1 asked for, the learner holds 2"
-        ):
-            list(stale)
         group.save(tmp_path / "ckpt")
     finally:
         group.shutdown()
@@ -69,11 +60,6 @@ def test_two_learner_actors_match_one_learner(ray_local, tiny_qwen2_dir, tmp_pat
     for (name, t), (_, put), (_, half) in zip(flat, flat_ref, flat16, strict=True):
         assert torch.equal(t, put), name
         assert half.dtype == torch.bfloat16 and torch.equal(half, t.to(torch.bfloat16)), name
-    assert stream_version == version and len(streamed) == len(small16) > 1
-    for got_bucket, want_bucket in zip(streamed, small16, strict=True):
-        assert [n for n, _ in got_bucket] == [n for n, _ in want_bucket]
-        for (name, got_t), (_, want_t) in zip(got_bucket, want_bucket, strict=True):
-            assert got_t.dtype == torch.bfloat16 and torch.equal(got_t, want_t), name
     state = single.policy.state_dict()
     # summed gradients differ from the single learner's in the last bits only; Adam's first steps
     # move every weight by about lr, so 2*lr bounds a sign flip of a ~0 gradient

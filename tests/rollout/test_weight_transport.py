@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from policy import weight_transport
+from policy import export, weight_transport
 from policy.config import LearnerConfig
 from policy.learner import Learner
 from rollout.config import CPU_VLLM_ENV
@@ -101,7 +101,7 @@ def test_the_collective_plan_names_what_the_object_store_sends(pair):
     _, learner, _, _ = pair
     _, buckets = learner.export_weights()
     names = [n for b in buckets for n, _ in b]
-    assert [n for n, _ in weight_transport.export_tensors(learner.policy)] == names
+    assert [n for n, _ in export.export_tensors(learner.policy)] == names
 
 
 @torch.no_grad()
