@@ -188,7 +188,9 @@ class TrainingRun:
         start = time.perf_counter()
         rest = workers
         if self.transport is not None and self.transport.covers(workers):
-            self.version = self.transport.sync(self.learner, bucket_bytes)
+            self.version = self.transport.sync(
+                self.learner, bucket_bytes, export_dtype(self.engine_precisions)
+            )
             rest = self.transport.others(workers)  # joined after the group formed
         if rest:  # one copy in the object store, put by the learner, read by every worker
             version, ref = self.learner.export_weights_ref(bucket_bytes, export_dtype(self.engine_precisions))

@@ -42,9 +42,10 @@ class CollectiveTransport:
         """The workers of `workers` that are not members (they get the object-store path)."""
         return [w for w in workers if not any(w is m for m in self.members)]
 
-    def sync(self, learner, bucket_bytes: int) -> int:
-        """Send the learner's current weights to every member; returns the version they now hold."""
-        sent = learner.send_weights(bucket_bytes)
+    def sync(self, learner, bucket_bytes: int, dtype: str | None = None) -> int:
+        """Send the learner's current weights (in `dtype`, None: as held) to every member; returns the
+        version they now hold."""
+        sent = learner.send_weights(bucket_bytes, dtype)
         received = [w.receive_weights.remote() for w in self.members]
         versions = self._get(sent + received, "a sync")
         if len(set(versions)) != 1:

@@ -96,12 +96,13 @@ class LearnerActor:
                 self.sender.close()
             self.sender = WeightSender(address, port, world_size, timeout_s, self.learner.device)
 
-    def send_weights(self, bucket_bytes: int) -> int:
-        """One direct sync (rank 0 sends; other fsdp ranks take part in the gathers); returns the version."""
+    def send_weights(self, bucket_bytes: int, dtype: str | None = None) -> int:
+        """One direct sync (rank 0 sends; other fsdp ranks take part in the gathers); returns the version.
+        dtype: "bfloat16" etc. (the engines' precision: half the bytes of fp32), None = as held."""
         from policy.weight_transport import send
 
         send(self.learner.policy, self.learner.version, bucket_bytes, getattr(self, "sender", None),
-             prefix=self.learner.export_prefix)  # fmt: skip
+             dtype=getattr(torch, dtype) if dtype else None, prefix=self.learner.export_prefix)  # fmt: skip
         return self.learner.version
 
     def save(self, directory: str) -> str | None:
@@ -175,10 +176,10 @@ class LearnerGroup:
         """Start joining the direct transport's group; ObjectRefs, awaited together with the engines'."""
         return [a.open_weight_transport.remote(address, port, world_size, timeout_s) for a in self.actors[:1]]
 
-    def send_weights(self, bucket_bytes: int) -> list:
+    def send_weights(self, bucket_bytes: int, dtype: str | None = None) -> list:
         """Start one direct sync (every rank under fsdp: its gathers); ObjectRefs of the versions."""
         actors = self.actors if self.sharded else self.actors[:1]
-        return [a.send_weights.remote(bucket_bytes) for a in actors]
+        return [a.send_weights.remote(bucket_bytes, dtype) for a in actors]
 
     def transport_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port there: where the transport group's store listens."""
