@@ -155,3 +155,23 @@ def test_bf16_limits_pass_a_bf16_sync_and_stop_a_stale_tied_head(tmp_path):
     assert all(verdict(g, warn, stop) == "stop" for g in gaps["stale"])
     worker.close()
     del engine
+
+
+def test_the_collective_sends_in_the_engines_precision(pair):
+    """bf16 engines get bf16 buckets (half the bytes); the engine then holds the learner's weights rounded once."""
+    kind, learner, engine, sender = pair
+    perturb(learner.policy.model.layers[0].mlp.up_proj.weight, seed=41)
+    learner._version += 1
+    before = mean_abs_diff(learner, engine, seed=7)
+    fp32_plan = weight_transport.plan_for(export.export_tensors(learner.policy), 64 << 10, learner.version)
+    sent = in_thread(lambda: weight_transport.send(learner.policy, learner.version, 64 << 10, sender,
+                                                   dtype=torch.bfloat16))  # fmt: skip
+    assert engine.receive_weights() == learner.version
+    plan = sent()
+    assert {s.dtype for b in plan.buckets for s in b.slots} == {"bfloat16"}
+    assert 2 * sum(b.nbytes for b in plan.buckets) <= sum(b.nbytes for b in fp32_plan.buckets) + 64 * len(
+        plan.buckets
+    )
+    after = mean_abs_diff(learner, engine, seed=8)
+    print(f"{kind} bf16 collective: {before:.2e} before, {after:.2e} after")
+    assert before > 1e-3 and after < before / 10
