@@ -1,8 +1,9 @@
-"""Which of the policy's tensors travel to the rollout engines in which bucket: `plan_buckets`.
+"""Which of the policy's tensors travel to the rollout engines, under which names, in which bucket.
 
-Runs in the learner process (policy/learner.py: export_weights, export_bucket). Names and sizes
-only: nothing is copied or gathered, so the plan is the same on every fsdp rank and for every
-reader that pulls the buckets one at a time.
+Runs in the learner process: `export_tensors` for both transports (policy/weight_transport.py plans
+the collective's byte buckets from it), `export_buckets` for the object-store path
+(Learner.export_weights). Names and sizes only: nothing is copied or gathered, so every fsdp rank
+gets the same answer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def export_tensors(model: torch.nn.Module, prefix: str = "") -> list[tuple[str, 
     return out
 
 
-def plan_buckets(
+def export_buckets(
     model: torch.nn.Module, prefix: str, bucket_bytes: int, dtype: torch.dtype | None = None
 ) -> list[list[tuple[str, torch.Tensor]]]:
     """The model's state dict as buckets of (prefix + Hugging Face name, live tensor), <= bucket_bytes

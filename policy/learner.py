@@ -31,7 +31,7 @@ from common.precision import choose_precision, cpu_flags
 from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch, micro_batches
 from policy.config import LearnerConfig
-from policy.export import plan_buckets
+from policy.export import export_buckets
 from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
 from policy.grad_buffers import GradBuffers
 from policy.grpo import grpo_loss
@@ -295,22 +295,18 @@ class Learner:
         lps = completion_logprobs(self.policy, mb, self._autocast).float().cpu()  # (N, C)
         return [lps[i, : len(c)].tolist() for i, c in enumerate(completion_token_ids)]
 
-    def export_plan(self, bucket_bytes: int, dtype: torch.dtype | None = None) -> list[list[tuple]]:
-        """The export's buckets as (name, live tensor): policy/export.py."""
-        return plan_buckets(self.policy, self.export_prefix, bucket_bytes, dtype)
-
     def export_weights(
         self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None, device: str = "cpu",
         copy: bool = True,
     ) -> tuple[int, list[list[tuple[str, torch.Tensor]]]]:  # fmt: skip
-        """(version, buckets): export_plan's buckets as copies in `dtype`. copy=False: views of the live
+        """(version, buckets): policy/export.py's buckets as copies in `dtype`. copy=False: views of the live
         parameters where no conversion is needed, for a caller that serialises them at once (ray.put).
 
         Under fsdp every rank calls it: each parameter is gathered (full_tensor) in turn, rank 0 keeps
         the copies and the other ranks return no buckets.
         """
         buckets = []
-        for planned in self.export_plan(bucket_bytes, dtype):
+        for planned in export_buckets(self.policy, self.export_prefix, bucket_bytes, dtype):
             bucket = []
             for name, t in planned:
                 if sharding.is_sharded(t):  # gathered: a fresh tensor, so no second copy
