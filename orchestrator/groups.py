@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import zlib
 
-import torch
-
+from policy.advantages import group_advantages
 from policy.batch import RolloutBatch
-from policy.grpo import group_advantages
 from rollout.worker import ScoredGroup
 
 
@@ -25,7 +23,7 @@ def build_batch(
 
     `version` is the learner's now; rows keep the version that sampled them (older ones with async rollouts).
     """
-    rewards = torch.tensor([r for g in groups for r in g.totals], dtype=torch.float32)  # (B*G,)
+    rewards = [r for g in groups for r in g.totals]  # (B*G,)
     advantages = group_advantages(rewards, group_size)  # (B*G,)
     rows = [(g, c, cid) for g in groups for c, cid in zip(g.completions, g.completion_ids, strict=True)]
     return RolloutBatch(

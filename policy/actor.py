@@ -6,23 +6,26 @@ torch.distributed process group (gloo on CPU, NCCL on GPU; rank 0's node address
 port as the rendezvous), sends each rank its contiguous shard of a batch and returns rank 0's
 metrics, which the learner already reduced over all ranks. Under `strategy: fsdp` each rank holds
 a shard of the weights, so logprobs, export and save go to every rank (collectives) and rank 0's
-answer is returned. The only module importing ray.
+answer is returned. The only module importing ray. torch is imported inside the methods, which
+run in the actor's process: the driver imports this module for LearnerGroup and never loads torch.
 """
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
-import torch
 
 from common.affinity import parse_cores, pin_process
 from common.memory import release_free_memory
-from common.weight_plan import to_wire
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.errors import PolicyError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LearnerActor:
@@ -37,6 +40,8 @@ class LearnerActor:
                 cores = pin_process(parse_cores(self.config.cpu_bind))
             except ValueError as err:
                 raise PolicyError(f"learner.cpu_bind: {err}") from None
+            import torch
+
             torch.set_num_threads(len(cores))
 
     def rendezvous(self) -> tuple[str, int]:
@@ -47,6 +52,7 @@ class LearnerActor:
         return ray.util.get_node_ip_address(), port
 
     def setup(self, master_addr: str, master_port: int) -> int:
+        import torch
         import torch.distributed as dist
 
         from policy.learner import Learner
@@ -75,6 +81,10 @@ class LearnerActor:
         """(version, ObjectRef of the buckets, None on fsdp ranks > 0), put into the object store from
         here: the weights are serialised once (not returned to the driver and put again), straight from
         the parameters (ray.put copies before it returns). dtype: "bfloat16" etc., None = as held."""
+        import torch
+
+        from common.weight_plan import to_wire
+
         version, buckets = self.learner.export_weights(
             bucket_bytes, dtype=getattr(torch, dtype) if dtype else None, copy=False
         )
@@ -99,6 +109,8 @@ class LearnerActor:
     def send_weights(self, bucket_bytes: int, dtype: str | None = None) -> int:
         """One direct sync (rank 0 sends; other fsdp ranks take part in the gathers); returns the version.
         dtype: "bfloat16" etc. (the engines' precision: half the bytes of fp32), None = as held."""
+        import torch
+
         from policy.weight_transport import send
 
         send(self.learner.policy, self.learner.version, bucket_bytes, getattr(self, "sender", None),

@@ -5,7 +5,7 @@ groups and sends it to the learner actor(s), which turn it into padded tensors.
 
 Rows are completions. A batch of B prompts with G samples each has B*G rows, groups being
 consecutive runs of G rows (row i belongs to prompt i // G), the same layout
-`policy.grpo.group_advantages` expects. Advantages are computed by the caller (with
+`policy.advantages.group_advantages` expects. Advantages are computed by the caller (with
 `group_advantages` on the rewards) so the learner never needs rewards or the reward service.
 """
 
@@ -130,14 +130,14 @@ class RolloutBatch:
 
 
 def micro_batches(batch: RolloutBatch, size: int) -> list[list[int]]:
-    """Row indices of each micro-batch of <= `size` rows, rows sorted by prompt + completion length.
+    """Row indices of each micro-batch of <= `size` rows: the rows of one prompt together, by completion length.
 
-    Rows of like length share a micro-batch, so less of it is padding (each is padded to its own
-    longest prompt and completion). The loss and gradients do not depend on the grouping: every
-    micro-batch divides by the whole batch's counts, only the order of the sums changes.
+    A prompt's G rows share micro-batches, so it runs once per micro-batch (policy.forward's shared
+    prompts), and rows of like length are neighbours, so less of each is padding. The loss and
+    gradients do not depend on the grouping: every micro-batch divides by the whole batch's counts,
+    only the order of the sums changes.
     """
     n = len(batch)
-    order = sorted(
-        range(n), key=lambda i: len(batch.prompt_token_ids[i]) + len(batch.completion_token_ids[i])
-    )
+    prompts, completions = batch.prompt_token_ids, batch.completion_token_ids
+    order = sorted(range(n), key=lambda i: (len(prompts[i]), prompts[i], len(completions[i])))
     return [order[i : i + size] for i in range(0, n, size)]

@@ -61,6 +61,12 @@ class LearnerConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward to save memory (slower)."
     )
+    share_prompts: bool = Field(
+        True,
+        description="Text policies: run each distinct prompt of a micro-batch once and let its completions "
+        "attend to its keys and values (the same logprobs and gradients, far fewer tokens when G rows "
+        "share a prompt); false: every row runs prompt + completion (policy/forward.py).",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "fp32",
         description="Compute precision: bf16 = autocast (fp32 master weights and AdamW state), fp32 = none; "

@@ -1,14 +1,19 @@
 """Padded micro-batch tensors and the completion-token logprobs of a forward pass.
 
 Runs in the learner process (and the SFT trainer); shared by `policy.learner` and `policy.sft`.
-Memory layout: prompts left-padded to the longest prompt, completions right-padded, so every
-completion starts at the same column and only the C positions before the last need the output projection.
-Also: the frozen reference's Linear weights held in bf16 for a learner that computes in bf16.
+Two layouts. `pad_rows`: every row is [left pad | prompt | completion | right pad], so every
+completion starts at the same column and only the C positions before the last need the output
+projection. `shared_prefix_rows`: a GRPO batch repeats each prompt G times, so each distinct prompt
+runs once (a prefix pass that keeps its keys and values) and the completions attend to it (a
+completion pass): the same logprobs and gradients, while a 150-token prompt with 50-token
+completions is 3/4 of the tokens of the row layout. Also: the frozen reference's Linear weights
+held in bf16 for a learner that computes in bf16.
 """
 
 from __future__ import annotations
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 from policy import multimodal
 from policy.grpo import token_logprobs
@@ -18,7 +23,7 @@ def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int
     """Token lists -> padded tensors: [left pad | prompt | completion | right pad].
 
     Returns input_ids, attention_mask, position_ids (N, P+C) and completion_mask (N, C),
-    where P = longest prompt and C = longest completion of these rows.
+    where P = longest prompt and C = longest completion of these rows; model_tokens: the real tokens.
     """
     p_max = max(len(p) for p in prompts)
     c_max = max(len(c) for c in completions)
@@ -40,13 +45,107 @@ def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int
         "attention_mask": attention_mask.to(device),
         "position_ids": position_ids.to(device),
         "completion_mask": completion_mask.to(device),
+        "model_tokens": int(attention_mask.sum()),
     }
+
+
+def shared_prefix_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device) -> dict:
+    """Token lists -> each distinct prompt once, left-padded, and each completion, right-padded.
+
+    Returns prefix_ids, prefix_mask, prefix_positions (U, P) for the U distinct prompts; row_prefix
+    (N,), the row's prompt; input_ids and completion_mask (N, C); and the completion pass's
+    attention_mask (N, P+C-1) and position_ids (N, C-1): it runs tokens 0..C-2, the last one
+    predicts nothing that is scored. model_tokens: the real tokens the two passes run.
+    """
+    index: dict[tuple[int, ...], int] = {}
+    row_prefix = [index.setdefault(tuple(p), len(index)) for p in prompts]
+    distinct = [list(p) for p in index]
+    p_max = max(len(p) for p in distinct)
+    c_max = max(len(c) for c in completions)
+    if c_max == 0 or min(len(p) for p in distinct) == 0:
+        raise ValueError("a prompt or every completion in the micro-batch is empty")
+    prefix_ids = torch.full((len(distinct), p_max), pad_id, dtype=torch.long)
+    prefix_mask = torch.zeros((len(distinct), p_max), dtype=torch.long)
+    for k, p in enumerate(distinct):
+        prefix_ids[k, p_max - len(p) :] = torch.tensor(p, dtype=torch.long)
+        prefix_mask[k, p_max - len(p) :] = 1
+    input_ids = torch.full((len(completions), c_max), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((len(completions), c_max), dtype=torch.long)
+    for i, c in enumerate(completions):
+        input_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        completion_mask[i, : len(c)] = 1
+    rows = torch.tensor(row_prefix, dtype=torch.long)
+    prompt_lengths = prefix_mask.sum(dim=1)[rows]  # (N,): the completion's first position
+    return {
+        "prefix_ids": prefix_ids.to(device),
+        "prefix_mask": prefix_mask.to(device),
+        "prefix_positions": (prefix_mask.cumsum(dim=1) - 1).clamp(min=0).to(device),  # real tokens only
+        "row_prefix": rows.to(device),
+        "input_ids": input_ids.to(device),
+        "completion_mask": completion_mask.to(device),
+        "attention_mask": torch.cat([prefix_mask[rows], completion_mask[:, :-1]], dim=1).to(device),
+        "position_ids": (prompt_lengths[:, None] + torch.arange(c_max - 1)).to(device),
+        "model_tokens": sum(len(p) for p in distinct) + sum(max(len(c) - 1, 0) for c in completions),
+    }
+
+
+class _PrefixLayer(DynamicLayer):
+    """One decoder layer's keys and values of the prefix pass; then the completion pass's read-only view.
+
+    Never appends: recording overwrites and reading concatenates without storing, so a gradient
+    checkpoint's replay of a layer sees what the first run saw (transformers' own layer appends).
+    """
+
+    reading = False
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self.reading:  # (N, heads, P, d) prompt + (N, heads, C-1, d) completion
+            return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self.values = key_states, value_states  # (U, heads, P, d)
+        return key_states, value_states
+
+
+def _shared_prefix_logprobs(model, mb: dict, autocast) -> torch.Tensor:
+    """completion_logprobs of the shared_prefix_rows layout: (N, C) float32."""
+    layers = model.config.get_text_config(decoder=True).num_hidden_layers
+    prefix = Cache(layers=[_PrefixLayer() for _ in range(layers)])
+    rows, ids = mb["row_prefix"], mb["input_ids"]
+    with autocast():  # the last prompt position predicts completion token 0
+        out = model(input_ids=mb["prefix_ids"], attention_mask=mb["prefix_mask"],
+                    position_ids=mb["prefix_positions"], past_key_values=prefix, use_cache=False,
+                    logits_to_keep=1)  # fmt: skip
+    first = token_logprobs(out.logits.index_select(0, rows), ids[:, :1])  # (N, 1)
+    if ids.shape[1] == 1:
+        return first
+    view = Cache(layers=[_PrefixLayer() for _ in range(layers)])
+    for recorded, layer in zip(prefix.layers, view.layers, strict=True):
+        layer.lazy_initialization(recorded.keys, recorded.values)
+        layer.keys, layer.values = recorded.keys.index_select(0, rows), recorded.values.index_select(0, rows)
+        layer.reading = True
+    with autocast():
+        out = model(input_ids=ids[:, :-1], attention_mask=mb["attention_mask"],
+                    position_ids=mb["position_ids"], past_key_values=view, use_cache=False)  # fmt: skip
+    return torch.cat([first, token_logprobs(out.logits, ids[:, 1:])], dim=1)  # (N, C)
+
+
+def allow_prefix_under_checkpointing(model: torch.nn.Module) -> None:
+    """Let gradient-checkpointed decoder layers keep the prefix cache (they drop any cache otherwise).
+
+    Safe for _PrefixLayer only, which a replay cannot corrupt; the learner never passes another cache.
+    """
+    for module in model.modules():
+        if hasattr(module, "_can_checkpoint_with_cache"):
+            module._can_checkpoint_with_cache = True
 
 
 def completion_logprobs(model, mb: dict, autocast) -> torch.Tensor:
     """Logprobs of the completion tokens of a padded micro-batch: (N, C) float32 (padding included, masked later)."""
     if mb.get("mm") is not None:  # an omni / VL model: media kwargs, 3-D rotary positions
         return multimodal.completion_logprobs(model, mb, autocast)
+    if "row_prefix" in mb:
+        return _shared_prefix_logprobs(model, mb, autocast)
     c = mb["completion_mask"].shape[1]
     width = mb["input_ids"].shape[1]
     # Positions P-1 .. P+C-2 exactly (position P-1+j predicts completion token j): the output

@@ -1,8 +1,8 @@
 """GRPO math as pure tensor functions (no model, no torch.distributed, no Ray).
 
-Runs wherever it is called: in the learner process for the loss, in the orchestrator for
-advantages. Shapes: B*G rows = B prompts x G samples (groups are consecutive runs of
-`group_size` rows); T = completion length (padded), masks mark real completion tokens.
+Runs in the learner process. The group-relative advantages are computed in the (torch-free)
+orchestrator, in numpy: policy/advantages.py. Shapes: B*G rows = B prompts x G samples (groups
+are consecutive runs of `group_size` rows); T = completion length (padded), masks mark real completion tokens.
 
 The loss is the one of the reference GRPO trainer (TRL, as used by R1-Omni / ERV):
 per token, -(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) - kl_coef * k3), with
@@ -22,22 +22,6 @@ from __future__ import annotations
 import torch
 
 AGGREGATIONS = ("sequence-mean", "token-mean")
-
-
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """(r - mean_g) / (std_g + eps) within each group; rewards (B*G,) -> advantages (B*G,).
-
-    std is the unbiased one (as the reference trainer's `torch.std`), so group_size >= 2.
-    A group whose rewards are all equal gets zeros (no learning signal).
-    """
-    if group_size < 2:
-        raise ValueError(f"group_size must be >= 2 for the unbiased std, got {group_size}")
-    if rewards.dim() != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must have shape (B*G,) with G={group_size}, got {tuple(rewards.shape)}")
-    grouped = rewards.float().view(-1, group_size)  # (B, G)
-    mean = grouped.mean(dim=1, keepdim=True)  # (B, 1)
-    std = grouped.std(dim=1, keepdim=True)  # (B, 1), unbiased
-    return ((grouped - mean) / (std + eps)).view(-1)  # (B*G,)
 
 
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,13 @@ from policy import checkpoint, multimodal, sharding
 from policy.batch import RolloutBatch, micro_batches
 from policy.config import LearnerConfig
 from policy.export import export_buckets
-from policy.forward import completion_logprobs, hold_linears_in_bf16, pad_rows
+from policy.forward import (
+    allow_prefix_under_checkpointing,
+    completion_logprobs,
+    hold_linears_in_bf16,
+    pad_rows,
+    shared_prefix_rows,
+)
 from policy.grad_buffers import GradBuffers
 from policy.grpo import grpo_loss
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
@@ -74,9 +80,9 @@ class Learner:
             # Frozen towers: no gradient and, as the optimizer only gets trainable tensors, no AdamW state.
             multimodal.freeze_towers(self.policy, config.freeze_vision, config.freeze_audio)
         self.policy.train()
-        if config.gradient_checkpointing:
-            kw = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if self.sharded else {}
-            self.policy.gradient_checkpointing_enable(**kw)
+        if config.gradient_checkpointing:  # non-reentrant: a shared prompt's keys reach its replay's graph
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            allow_prefix_under_checkpointing(self.policy)
         # Frozen copy of the initial weights: the KL anchor, never updated or saved.
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)
@@ -122,7 +128,9 @@ class Learner:
         return t
 
     def _pad(self, prompts, completions, processed=None) -> dict:
-        """pad_rows, plus the media kwargs when the policy is multimodal (`processed`: per row, or None)."""
+        """shared_prefix_rows (text, share_prompts) or pad_rows, plus the media kwargs of a multimodal policy."""
+        if self.processor is None and self.config.share_prompts:
+            return shared_prefix_rows(prompts, completions, self.pad_id, self.device)
         mb = pad_rows(prompts, completions, self.pad_id, self.device)
         if self.processor is not None:
             multimodal.attach_media(
@@ -168,12 +176,12 @@ class Learner:
             mbs += [dict(mbs[-1], idle=True)] * (most - len(mbs))
 
         # Global denominators: every rank and micro-batch divides by the whole batch's counts.
-        counts = torch.tensor(
-            [n, batch.num_completion_tokens, sum(len(p) for p in batch.prompt_token_ids)],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        num_sequences, num_tokens, num_prompt_tokens = self._all_reduce(counts).tolist()
+        # model_tokens: the real tokens one pass over the micro-batches runs (a shared prompt counts once).
+        model_tokens = sum(mb["model_tokens"] for mb in mbs if not mb.get("idle"))
+        prompt_tokens = sum(len(p) for p in batch.prompt_token_ids)
+        counts = torch.tensor([n, batch.num_completion_tokens, prompt_tokens, model_tokens],
+                              dtype=torch.float64, device=self.device)  # fmt: skip
+        num_sequences, num_tokens, num_prompt_tokens, model_tokens = self._all_reduce(counts).tolist()
 
         phases = dict.fromkeys(("ref_pass", "policy_forward", "policy_backward", "optimizer"), 0.0)
         tick = time.perf_counter()
@@ -263,6 +271,7 @@ class Learner:
             "num_sequences": num_sequences,
             "num_completion_tokens": num_tokens,
             "tokens_per_second": (num_tokens + num_prompt_tokens) / elapsed,
+            "model_tokens": model_tokens,
             "update_seconds": elapsed,
             **{f"{k}_seconds": v for k, v in phases.items()},
             "lr": self.optimizer.param_groups[0]["lr"],

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from common.affinity import parse_cores, pin_process
 from common.memory import release_free_memory
-from common.weight_plan import from_wire
 from reward_service.core.reward import Completion, RewardWeights
 from rollout.config import RolloutConfig
 from rollout.engine import SampledCompletion
@@ -181,6 +180,8 @@ class RolloutWorker:
 
     def load_weights(self, version: int, buckets) -> int:
         """Update the engine in place to the learner's weights of `version` (buckets as to_wire made them)."""
+        from common.weight_plan import from_wire  # torch: here, in the worker, not in the driver
+
         self.engine.load_weights(version, from_wire(buckets))
         del buckets
         release_free_memory()  # vLLM's load temporaries (the arrays themselves are shared memory)

@@ -56,19 +56,19 @@ def make_batch(vocab: int, args) -> RolloutBatch:
     )
 
 
-def update_flops(config, batch: RolloutBatch) -> float:
-    """Model FLOPs of one update on the batch's real tokens (no padding): reference forward + policy
-    forward + backward (2x forward) = 4 forwards. A forward per token: 2 x the decoder's matmul
-    parameters, plus the LM head (2 x hidden x vocab) on completion tokens only (logits_to_keep),
-    plus attention scores and values (4 x seq x hidden per layer, causal: half of it)."""
+def update_flops(config, batch: RolloutBatch, model_tokens: float) -> float:
+    """Model FLOPs of one update on the real tokens its passes ran (`model_tokens`, the update's metric:
+    a shared prompt once per micro-batch; no padding): reference forward + policy forward + backward
+    (2x forward) = 4 forwards. A forward per token: 2 x the decoder's matmul parameters, plus the LM
+    head (2 x hidden x vocab) on completion tokens only, plus attention scores and values per row
+    (4 x seq x hidden per layer, causal: half of it)."""
     h, layers = config.hidden_size, config.num_hidden_layers
     kv = config.num_key_value_heads * (h // config.num_attention_heads)
     per_layer = 2 * h * h + 2 * h * kv + 3 * h * config.intermediate_size  # q, o, k, v, gate/up/down
-    forward = 0.0
+    forward = model_tokens * 2 * per_layer * layers
     for p, c in zip(batch.prompt_token_ids, batch.completion_token_ids, strict=True):
         seq = len(p) + len(c)
-        forward += seq * 2 * per_layer * layers + len(c) * 2 * h * config.vocab_size
-        forward += layers * 2 * seq * seq * h  # causal QK^T and AV: 4 * seq^2 * h / 2
+        forward += len(c) * 2 * h * config.vocab_size + layers * 2 * seq * seq * h
     return 4 * forward
 
 
@@ -96,10 +96,10 @@ def main() -> None:
         LearnerConfig(model=args.model, precision=args.precision, micro_batch_size=args.micro_batch_size)
     )
     batch = make_batch(learner.policy.config.vocab_size, args)
-    flops = update_flops(learner.policy.config, batch)
     for _ in range(args.warmup):
         learner.update(batch)
     runs = [learner.update(batch) for _ in range(args.repeats)]
+    flops = update_flops(learner.policy.config, batch, runs[0]["model_tokens"])
     seconds = statistics.median(r["update_seconds"] for r in runs)
     phases = {p: statistics.median(r[f"{p}_seconds"] for r in runs) for p in PHASES}
     ceiling = ceilings[learner.precision]

@@ -4,7 +4,8 @@ Runs in the calling process (the bench driver): measures the machine's fp32 and 
 ceilings, then runs three subprocesses one after another on the same prompt file, model and
 settings (1 prompt x G completions, the length limit, KL coefficient, temperature, steps): TRL in
 fp32, TRL with bf16=True (orchestrator/bench/step_trl.py) and `erv-grpo train` of configs/demo.yaml
-in its chosen precision (auto). A sampler thread keeps each one's peak summed PSS over its whole
+in its chosen precision (auto). On a CPU whose bf16 matmul is over 10x slower than fp32 (no
+AVX512-BF16 or AMX) TRL's bf16 run is recorded as skipped, with the ceilings that say why. A sampler thread keeps each one's peak summed PSS over its whole
 process tree (Ray workers, vLLM, the reward subprocess included). Step and phase times are medians
 of steps 2..N (step 1 warms up). Writes bench/results/step.json with the load average before and
 after: a figure taken with a 1-minute load above orchestrator.bench.load_limit() is labelled
@@ -30,8 +31,9 @@ PHASES = ("step_seconds", "phase/generate", "phase/update", "phase/weight_sync",
 FLOP_FORMULA = (
     "update_flops = 6 * P * T (policy forward + backward) + 2 * P * T (reference forward) = 8 * P * T; "
     "P = parameters that multiply per token (the input-embedding lookup left out, a tied lm_head counted once), "
-    "T = prompt + completion tokens of the step's batch (no padding); attention's sequence-length term "
-    "is left out (a few % at these lengths), so the share is a lower bound"
+    "T = the real tokens the learner's forward passes run (the update's model_tokens: each distinct prompt once "
+    "per micro-batch with learner.share_prompts, else once per row, plus the completions; no padding); "
+    "attention's sequence-length term is left out (a few % at these lengths), so the share is a lower bound"
 )
 GOALS = {
     "update_share_of_ceiling": ">= 0.60 of the matmul ceiling of the precision the learner runs in",
@@ -66,7 +68,7 @@ def summarize_erv(records: list[dict], matmul_parameters: int, ceiling_gflops: f
     medians = {p.removeprefix("phase/"): median_after_first([r[p] for r in records]) for p in PHASES}
     per_step = []
     for r in records:
-        tokens = r["learner_tokens_per_second"] * r["update_seconds"]  # prompt + completion tokens
+        tokens = r["model_tokens"]  # what the forward passes ran (a shared prompt once per micro-batch)
         gflops = update_flops(matmul_parameters, tokens) / r["phase/update"] / 1e9
         per_step.append({"tokens": tokens, "gflops": gflops, "share_of_ceiling": gflops / ceiling_gflops})
     return {
@@ -79,13 +81,15 @@ def summarize_erv(records: list[dict], matmul_parameters: int, ceiling_gflops: f
             "ceiling_gflops": ceiling_gflops,
         },
         "steps": [
-            {k: r.get(k) for k in (*PHASES, "update_seconds", "num_completion_tokens")} for r in records
+            {k: r.get(k) for k in (*PHASES, "update_seconds", "num_completion_tokens", "model_tokens")}
+            for r in records
         ],
     }
 
 
 def goal_verdicts(erv: dict, trl: dict, is_under_load: bool) -> dict:
     """Each goal of issue 14 with its value, limit and met (None: taken under load, not judged)."""
+    trl = {p: t for p, t in trl.items() if "skipped" not in t}  # a precision the CPU is slow at: not run
     best = min(trl, key=lambda p: trl[p]["median_step_seconds"])
     trl_peak = min(t["memory"]["peak_pss_bytes"] for t in trl.values())
     values = {
@@ -182,7 +186,12 @@ def run_bench_step(args) -> dict:
     import torch
 
     from common.precision import choose_precision, cpu_flags
-    from orchestrator.bench.step_measure import machine_facts, matmul_ceilings, matmul_params
+    from orchestrator.bench.step_measure import (
+        machine_facts,
+        matmul_ceilings,
+        matmul_params,
+        slow_precision_reason,
+    )
     from orchestrator.config import load_config
     from orchestrator.tracking import read_metrics
 
@@ -199,6 +208,10 @@ def run_bench_step(args) -> dict:
 
     trl = {}
     for precision in ("fp32", "bf16"):
+        if skipped := slow_precision_reason(precision, ceilings):
+            print(f"bench step: TRL GRPOTrainer {precision} {skipped}", flush=True)
+            trl[precision] = {"precision": precision, "skipped": skipped}
+            continue
         print(f"bench step: TRL GRPOTrainer {precision}, {args.steps} steps", flush=True)
         out = work / f"trl-{precision}.json"
         cmd = [sys.executable, "-m", "orchestrator.bench.step_trl", "--model", str(args.model),
@@ -279,7 +292,8 @@ def register(groups) -> None:
     bench = groups["bench"].add_parser(
         "step",
         help="one GRPO step of erv-grpo against TRL's GRPOTrainer (fp32 and bf16) on identical work",
-        description="Measure the fp32 and bf16 matmul ceilings, run TRL's GRPOTrainer in fp32 and bf16 and "
+        description="Measure the fp32 and bf16 matmul ceilings, run TRL's GRPOTrainer in fp32 and bf16 (bf16 "
+        "skipped, and said so, on a CPU more than 10x slower at it than at fp32) and "
         "erv-grpo train in its chosen precision on the same prompts, model and settings, and write each "
         "phase's time, the update's share of the ceiling, the peak memory of all processes and the goals.",
     )
@@ -335,11 +349,12 @@ def _bench_step(args) -> int:
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     erv, trl, goals = result["erv_grpo"], result["trl"], result["goals"]
     label = " (taken under load: not a speed claim)" if result["under_load"] else ""
-    print(f"TRL fp32 {trl['fp32']['median_step_seconds']:.1f} s, bf16 {trl['bf16']['median_step_seconds']:.1f} s; "
+    ran = {p: t for p, t in trl.items() if "skipped" not in t}
+    print(", ".join(f"TRL {p} {t['median_step_seconds']:.1f} s" for p, t in ran.items()) + "; "
           f"erv-grpo ({erv['precision']}) {erv['median']['step_seconds']:.1f} s: update "
           f"{erv['median']['update']:.1f} s = {100 * erv['update']['median_share_of_ceiling']:.0f}% of the ceiling, "
           f"sync {erv['median']['weight_sync']:.2f} s + parity probe {erv['median']['parity_probe']:.2f} s; peak {erv['memory']['peak_pss_gib']:.1f} GiB vs TRL "
-          f"{min(t['memory']['peak_pss_gib'] for t in trl.values()):.1f}{label}; wrote {args.output}")  # fmt: skip
+          f"{min(t['memory']['peak_pss_gib'] for t in ran.values()):.1f}{label}; wrote {args.output}")  # fmt: skip
     print("goals: " + ", ".join(f"{k} {'n/a' if v['met'] is None else v['met']}"
                                 for k, v in goals.items() if isinstance(v, dict)))  # fmt: skip
     return 0

@@ -47,12 +47,36 @@ def matmul_gflops(dtype_name: str, size: int = 2048, threads: int = 2, seconds: 
         torch.set_num_threads(before)
 
 
+# Without AVX512-BF16 or AMX, torch's CPU bf16 matmul is a scalar fallback: 0.28 GFLOP/s against 98
+# in fp32 on an AVX2 machine (2026-12-07), a minute per 2048-square product. A small probe tells first.
+PROBE_SIZE, SLOW_FACTOR = 256, 10.0
+
+
 def matmul_ceilings(size: int = 2048, threads: int = 2) -> dict:
-    return {
-        "fp32_gflops": matmul_gflops("float32", size, threads),
-        "bf16_gflops": matmul_gflops("bfloat16", size, threads),
-        "matmul": f"torch.mm of two {size}x{size} matrices, {threads} threads, best of 3 bursts",
-    }
+    fp32 = matmul_gflops("float32", size, threads)
+    out = {"fp32_gflops": fp32}
+    probe = matmul_gflops("bfloat16", PROBE_SIZE, threads)
+    if probe * SLOW_FACTOR < fp32:
+        out["bf16_gflops"] = probe
+        out["bf16_note"] = (
+            f"bf16 measured on {PROBE_SIZE}-square matmuls only: {probe:.2f} GFLOP/s, more than "
+            f"{SLOW_FACTOR:g}x below fp32 (no fast bf16 kernel on this CPU)"
+        )
+    else:
+        out["bf16_gflops"] = matmul_gflops("bfloat16", size, threads)
+    out["matmul"] = f"torch.mm of two {size}x{size} matrices, {threads} threads, best of 3 bursts"
+    return out
+
+
+def slow_precision_reason(precision: str, ceilings: dict) -> str | None:
+    """Why a system is not run in `precision` here (its matmul ceiling > SLOW_FACTOR x below fp32's), or None."""
+    gflops, fp32 = ceilings[f"{precision}_gflops"], ceilings["fp32_gflops"]
+    if precision == "fp32" or gflops * SLOW_FACTOR >= fp32:
+        return None
+    return (
+        f"not run: {precision} matmul here reaches {gflops:.2f} GFLOP/s against {fp32:.1f} in fp32 "
+        f"({fp32 / gflops:.0f}x slower; the CPU has no fast {precision} kernel), so fp32 is the fastest setting"
+    )
 
 
 def machine_facts(load_before: tuple[float, ...]) -> dict:

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
+from policy.advantages import group_advantages
 from policy.batch import RolloutBatch
 from policy.config import LearnerConfig
 from policy.forward import completion_logprobs, pad_rows
-from policy.grpo import group_advantages
 from policy.learner import Learner
 from policy.model_loading import ModelLoadError, load_causal_lm
 from tests.policy.conftest import make_batch

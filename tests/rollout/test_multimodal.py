@@ -123,8 +123,8 @@ def test_weight_sync_covers_vision_audio_and_language_model(omni):
 
 
 def test_worker_sends_media_once_per_prompt_and_the_learner_updates_on_its_groups(omni):
+    from policy.advantages import group_advantages
     from policy.batch import RolloutBatch
-    from policy.grpo import group_advantages
     from rollout.config import RolloutConfig
     from rollout.worker import RewardScore, RolloutRequest, RolloutWorker
 

@@ -17,7 +17,7 @@ from orchestrator.bench.step import (
     summarize_erv,
     update_flops,
 )
-from orchestrator.bench.step_measure import PeakPss, matmul_params, tree_pss
+from orchestrator.bench.step_measure import PeakPss, matmul_params, slow_precision_reason, tree_pss
 from orchestrator.bench.step_trl import project_reward
 from orchestrator.cli import main
 from orchestrator.errors import OrchestratorError
@@ -36,11 +36,11 @@ def test_median_leaves_out_the_first_step():
         median_after_first([5.0])
 
 
-def _record(step_seconds, update, sync, tokens_per_second=100.0, update_seconds=2.0):
+def _record(step_seconds, update, sync, model_tokens=200.0):
     return {"step_seconds": step_seconds, "phase/generate": 1.0, "phase/update": update,
             "phase/weight_sync": sync, "phase/parity_probe": 0.3, "phase/reward_wait": 0.1,
-            "update_seconds": update_seconds,
-            "learner_tokens_per_second": tokens_per_second, "num_completion_tokens": 64}  # fmt: skip
+            "update_seconds": update - 0.1, "model_tokens": model_tokens,
+            "learner_tokens_per_second": 500.0, "num_completion_tokens": 64}  # fmt: skip
 
 
 def test_erv_summary_gives_the_update_share_of_the_ceiling():
@@ -48,7 +48,8 @@ def test_erv_summary_gives_the_update_share_of_the_ceiling():
     got = summarize_erv(records, matmul_parameters=1000, ceiling_gflops=0.001)
     assert got["median"]["step_seconds"] == 15.0 and got["median"]["weight_sync"] == 0.6
     assert got["median"]["parity_probe"] == 0.3  # apart from the transfer, which the goal judges
-    # 100 tok/s x 2 s = 200 tokens; 8 x 1000 x 200 = 1.6e6 FLOP over 4 s = 4e-4 GFLOP/s = 0.4 of 1e-3
+    # the tokens the model ran (not the batch's prompt + completion tokens, which throughput reports):
+    # 8 x 1000 x 200 = 1.6e6 FLOP over 4 s = 4e-4 GFLOP/s = 0.4 of 1e-3
     assert got["update"]["per_step"][1]["tokens"] == 200.0
     assert got["update"]["per_step"][1]["share_of_ceiling"] == pytest.approx(0.4)
     assert got["update"]["median_share_of_ceiling"] == pytest.approx((0.4 + 0.2) / 2)
@@ -76,6 +77,22 @@ def test_goal_verdicts_against_trls_fastest_setting_and_smaller_peak():
     )
     loaded = goal_verdicts(erv, trl, is_under_load=True)
     assert all(v["met"] is None for k, v in loaded.items() if k != "trl_best")
+
+
+def test_a_precision_the_cpu_is_over_ten_times_slower_at_is_skipped_and_not_judged():
+    # AVX2-only CPU, measured 2026-12-07: fp32 98 GFLOP/s, bf16 0.28 (a scalar fallback)
+    slow = {"fp32_gflops": 98.0, "bf16_gflops": 0.28}
+    reason = slow_precision_reason("bf16", slow)
+    assert reason.startswith("not run") and "350x slower" in reason
+    assert slow_precision_reason("fp32", slow) is None
+    assert slow_precision_reason("bf16", {"fp32_gflops": 98.0, "bf16_gflops": 9.8}) is None  # 10x: still run
+    assert slow_precision_reason("bf16", {"fp32_gflops": 190.0, "bf16_gflops": 800.0}) is None
+    trl = {"fp32": _system(50.0, 10 * MB), "bf16": {"precision": "bf16", "skipped": reason}}
+    erv = {"median": {"step_seconds": 15.0, "weight_sync": 0.5},
+           "update": {"median_share_of_ceiling": 0.65}, "memory": {"peak_pss_bytes": 9 * MB}}  # fmt: skip
+    got = goal_verdicts(erv, trl, is_under_load=False)
+    assert got["trl_best"] == "fp32" and got["step_vs_trl_best"]["value"] == pytest.approx(0.3)
+    assert got["peak_memory_vs_trl"]["value"] == pytest.approx(0.9)
 
 
 def test_a_load_above_the_limit_before_the_run_is_labelled():
@@ -178,7 +195,7 @@ def test_missing_model_folder_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_step_runs_trl_in_both_precisions_and_erv_grpo(tmp_path):
+def test_bench_step_runs_trl_in_the_precisions_the_cpu_is_fast_at_and_erv_grpo(tmp_path):
     from tests.support.tiny_erv import build_tiny_erv
     from tests.support.tiny_policy import build_tiny_formatted_policy
 
@@ -191,8 +208,11 @@ def test_bench_step_runs_trl_in_both_precisions_and_erv_grpo(tmp_path):
     assert got["ceilings"]["fp32_gflops"] > 0 and got["ceilings"]["bf16_gflops"] > 0
     assert set(got["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
     assert got["under_load"] == (got["machine"]["load_average_before"][0] > load_limit())
-    for precision in ("fp32", "bf16"):
-        trl = got["trl"][precision]
+    assert "skipped" not in got["trl"]["fp32"]
+    if got["ceilings"]["bf16_gflops"] * 10 < got["ceilings"]["fp32_gflops"]:  # an AVX2-only CPU
+        assert got["trl"]["bf16"]["skipped"].startswith("not run") and "bf16_note" in got["ceilings"]
+        del got["trl"]["bf16"]
+    for precision, trl in got["trl"].items():
         assert trl["precision"] == precision and len(trl["step_seconds"]) == 2
         assert trl["median_step_seconds"] > 0 and trl["memory"]["peak_pss_bytes"] > 50 * MB
         assert all(t > 0 for t in trl["tokens_per_step"])
