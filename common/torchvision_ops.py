@@ -14,6 +14,7 @@ own `_assert_has_ops` says so first). Where the compiled ops load (a CUDA machin
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -44,11 +45,15 @@ def compiled_ops_load() -> bool | None:
 
 def ensure_torchvision_importable() -> str:
     """Prepare the import of torchvision; returns what was done: "absent", "loaded", "declared" or "imported"."""
-    global _library
     if _library is not None:
         return "declared"
     if "torchvision" in sys.modules:
         return "imported"
+    return _prepare()
+
+
+def _prepare() -> str:
+    global _library
     state = compiled_ops_load()
     if state is None:
         return "absent"
@@ -65,13 +70,39 @@ def ensure_torchvision_importable() -> str:
 
 
 class _BeforeTorchvision(importlib.abc.MetaPathFinder):
-    """Runs ensure_torchvision_importable() the moment anything first imports torchvision, then steps aside."""
+    """Prepares torchvision the moment anything first imports it (executes its module), then steps aside.
+
+    Only an import does: a lookup (`importlib.util.find_spec("torchvision")`, as transformers' availability
+    checks do) gets the regular spec and loads nothing, so a process that never imports torchvision
+    (the orchestrator) never loads torch either.
+    """
 
     def find_spec(self, name, path=None, target=None):
-        if name == "torchvision":
-            remove_import_hook()
-            ensure_torchvision_importable()
-        return None  # the regular finders import it
+        if name != "torchvision":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PrepareFirst(spec.loader)
+        return spec
+
+
+class _PrepareFirst(importlib.abc.Loader):
+    """torchvision's own loader, with the declarations made before its module runs."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        remove_import_hook()
+        if _library is None:
+            _prepare()
+        self.loader.exec_module(module)
+
+    def __getattr__(self, name):  # resource readers and the like: the real loader's
+        return getattr(self.loader, name)
 
 
 def install_import_hook() -> None:

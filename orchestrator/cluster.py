@@ -28,7 +28,8 @@ def init_ray(config: TrainConfig, log_dir: Path) -> None:
                   runtime_env=ray_runtime_env(log_dir, config.run.verbose))  # fmt: skip
     if config.ray.address:
         ray.init(address=config.ray.address, **common)
-    else:
+    else:  # the raylet reads RAY_worker_niceness from its environment, which it inherits from here
+        os.environ["RAY_worker_niceness"] = str(config.ray.worker_niceness)
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, **common)
 
 

@@ -87,6 +87,14 @@ class RayConfig(_Strict):
     )
     learner_num_cpus: float = Field(1.0, gt=0, description="Ray CPUs reserved for the learner actor")
     learner_num_gpus: float = Field(0.0, ge=0, description="Ray GPUs reserved for the learner actor")
+    worker_niceness: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="nice value of a local Ray's worker processes (learner, rollout workers); Ray's own "
+        "default, 15, lets every nice-0 process on the machine (a monitor, a profiler) preempt the "
+        "training. A Ray cluster joined by address keeps its own setting",
+    )
 
 
 class RewardWeightsConfig(_Strict):

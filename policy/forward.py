@@ -4,9 +4,10 @@ Runs in the learner process (and the SFT trainer); shared by `policy.learner` an
 Two layouts. `pad_rows`: every row is [left pad | prompt | completion | right pad], so every
 completion starts at the same column and only the C positions before the last need the output
 projection. `shared_prefix_rows`: a GRPO batch repeats each prompt G times, so each distinct prompt
-runs once (a prefix pass that keeps its keys and values) and the completions attend to it (a
-completion pass): the same logprobs and gradients, while a 150-token prompt with 50-token
-completions is 3/4 of the tokens of the row layout. Also: the frozen reference's Linear weights
+runs once (a prefix pass that keeps its keys and values) and its completions, packed into one
+sequence without padding, attend to it (a packed pass): the same logprobs and gradients, while a
+150-token prompt with 50-token completions is 3/4 of the tokens of the row layout, and padding
+to the longest completion would have doubled the rest. Also: the frozen reference's Linear weights
 held in bf16 for a learner that computes in bf16.
 """
 
@@ -50,47 +51,75 @@ def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int
 
 
 def shared_prefix_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device) -> dict:
-    """Token lists -> each distinct prompt once, left-padded, and each completion, right-padded.
+    """Token lists -> each distinct prompt once, left-padded, and its rows' completions packed after it.
 
-    Returns prefix_ids, prefix_mask, prefix_positions (U, P) for the U distinct prompts; row_prefix
-    (N,), the row's prompt; input_ids and completion_mask (N, C); and the completion pass's
-    attention_mask (N, P+C-1) and position_ids (N, C-1): it runs tokens 0..C-2, the last one
-    predicts nothing that is scored. model_tokens: the real tokens the two passes run.
+    A prompt's completions share one sequence (no padding between rows): each attends to the prompt
+    and causally to itself only, at positions prompt length + 0, 1, ... Completion token 0 is
+    predicted by the prompt's last position, token j >= 1 by the row's packed token j - 1; the last
+    token of a row predicts nothing that is scored and is not run. Returns prefix_ids, prefix_mask,
+    prefix_positions (U, P) of the U distinct prompts; row_prefix (N,); packed_ids, packed_targets,
+    packed_positions (U, T) and packed_allowed (U, P+T, bool: query t may see key s, as (U, T, P+T));
+    gather (N, C-1): where row i's token j + 1 is predicted in the flattened (U*T) packed outputs;
+    completion_mask (N, C); model_tokens: the real tokens the two passes run.
     """
     index: dict[tuple[int, ...], int] = {}
     row_prefix = [index.setdefault(tuple(p), len(index)) for p in prompts]
     distinct = [list(p) for p in index]
-    p_max = max(len(p) for p in distinct)
-    c_max = max(len(c) for c in completions)
+    p_max, c_max = max(len(p) for p in distinct), max(len(c) for c in completions)
     if c_max == 0 or min(len(p) for p in distinct) == 0:
         raise ValueError("a prompt or every completion in the micro-batch is empty")
-    prefix_ids = torch.full((len(distinct), p_max), pad_id, dtype=torch.long)
-    prefix_mask = torch.zeros((len(distinct), p_max), dtype=torch.long)
+    u, n = len(distinct), len(completions)
+    prefix_ids = torch.full((u, p_max), pad_id, dtype=torch.long)
+    prefix_mask = torch.zeros((u, p_max), dtype=torch.bool)
     for k, p in enumerate(distinct):
         prefix_ids[k, p_max - len(p) :] = torch.tensor(p, dtype=torch.long)
-        prefix_mask[k, p_max - len(p) :] = 1
-    input_ids = torch.full((len(completions), c_max), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((len(completions), c_max), dtype=torch.long)
+        prefix_mask[k, p_max - len(p) :] = True
+    # segment of each row in its prompt's packed sequence: tokens 0..len-2 of the completion
+    fill, start = [0] * u, []
     for i, c in enumerate(completions):
-        input_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        start.append(fill[row_prefix[i]])
+        fill[row_prefix[i]] += max(len(c) - 1, 0)
+    t_max = max(max(fill), 1)
+    packed_ids = torch.full((u, t_max), pad_id, dtype=torch.long)
+    packed_targets = torch.full((u, t_max), pad_id, dtype=torch.long)
+    packed_positions = torch.zeros((u, t_max), dtype=torch.long)
+    row_of = torch.full((u, t_max), -1, dtype=torch.long)  # the row a packed token belongs to (-1: padding)
+    offset = torch.zeros((u, t_max), dtype=torch.long)  # its offset within the row
+    gather = torch.zeros((n, max(c_max - 1, 1)), dtype=torch.long)
+    completion_mask = torch.zeros((n, c_max), dtype=torch.long)
+    for i, c in enumerate(completions):
+        k, s, m = row_prefix[i], start[i], max(len(c) - 1, 0)
         completion_mask[i, : len(c)] = 1
-    rows = torch.tensor(row_prefix, dtype=torch.long)
-    prompt_lengths = prefix_mask.sum(dim=1)[rows]  # (N,): the completion's first position
+        if m == 0:
+            continue
+        packed_ids[k, s : s + m] = torch.tensor(c[:-1], dtype=torch.long)
+        packed_targets[k, s : s + m] = torch.tensor(c[1:], dtype=torch.long)
+        packed_positions[k, s : s + m] = len(distinct[k]) + torch.arange(m)
+        row_of[k, s : s + m], offset[k, s : s + m] = i, torch.arange(m)
+        gather[i, :m] = k * t_max + s + torch.arange(m)
+    same_row = (row_of[:, :, None] == row_of[:, None, :]) & (row_of[:, :, None] >= 0)  # (U, T, T)
+    causal = offset[:, None, :] <= offset[:, :, None]
+    # a padding query sees itself only: a query that sees nothing makes softmax NaN (and its gradient)
+    own = torch.eye(t_max, dtype=torch.bool).expand(u, t_max, t_max) & (row_of[:, :, None] < 0)
+    allowed = torch.cat([prefix_mask[:, None, :].expand(u, t_max, p_max), same_row & causal | own], dim=2)
     return {
         "prefix_ids": prefix_ids.to(device),
-        "prefix_mask": prefix_mask.to(device),
-        "prefix_positions": (prefix_mask.cumsum(dim=1) - 1).clamp(min=0).to(device),  # real tokens only
-        "row_prefix": rows.to(device),
-        "input_ids": input_ids.to(device),
+        "prefix_mask": prefix_mask.long().to(device),
+        "prefix_positions": (prefix_mask.long().cumsum(dim=1) - 1).clamp(min=0).to(device),  # real tokens
+        "row_prefix": torch.tensor(row_prefix, dtype=torch.long).to(device),
+        "packed_ids": packed_ids.to(device),
+        "packed_targets": packed_targets.to(device),
+        "packed_positions": packed_positions.to(device),
+        "packed_allowed": allowed.to(device),  # (U, T, P+T)
+        "gather": gather.to(device),
+        "input_ids": torch.tensor([c[:1] or [pad_id] for c in completions]).to(device),  # (N, 1): token 0
         "completion_mask": completion_mask.to(device),
-        "attention_mask": torch.cat([prefix_mask[rows], completion_mask[:, :-1]], dim=1).to(device),
-        "position_ids": (prompt_lengths[:, None] + torch.arange(c_max - 1)).to(device),
-        "model_tokens": sum(len(p) for p in distinct) + sum(max(len(c) - 1, 0) for c in completions),
+        "model_tokens": sum(len(p) for p in distinct) + sum(fill),
     }
 
 
 class _PrefixLayer(DynamicLayer):
-    """One decoder layer's keys and values of the prefix pass; then the completion pass's read-only view.
+    """One decoder layer's keys and values of the prefix pass; then the packed pass's read-only view.
 
     Never appends: recording overwrites and reading concatenates without storing, so a gradient
     checkpoint's replay of a layer sees what the first run saw (transformers' own layer appends).
@@ -99,7 +128,7 @@ class _PrefixLayer(DynamicLayer):
     reading = False
 
     def update(self, key_states, value_states, *args, **kwargs):
-        if self.reading:  # (N, heads, P, d) prompt + (N, heads, C-1, d) completion
+        if self.reading:  # (U, heads, P, d) prompt + (U, heads, T, d) packed completions
             return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
@@ -111,23 +140,34 @@ def _shared_prefix_logprobs(model, mb: dict, autocast) -> torch.Tensor:
     """completion_logprobs of the shared_prefix_rows layout: (N, C) float32."""
     layers = model.config.get_text_config(decoder=True).num_hidden_layers
     prefix = Cache(layers=[_PrefixLayer() for _ in range(layers)])
-    rows, ids = mb["row_prefix"], mb["input_ids"]
+    rows = mb["row_prefix"]
     with autocast():  # the last prompt position predicts completion token 0
         out = model(input_ids=mb["prefix_ids"], attention_mask=mb["prefix_mask"],
                     position_ids=mb["prefix_positions"], past_key_values=prefix, use_cache=False,
                     logits_to_keep=1)  # fmt: skip
-    first = token_logprobs(out.logits.index_select(0, rows), ids[:, :1])  # (N, 1)
-    if ids.shape[1] == 1:
+    first = token_logprobs(out.logits.index_select(0, rows), mb["input_ids"])  # (N, 1)
+    c = mb["completion_mask"].shape[1]
+    if c == 1:
         return first
     view = Cache(layers=[_PrefixLayer() for _ in range(layers)])
     for recorded, layer in zip(prefix.layers, view.layers, strict=True):
         layer.lazy_initialization(recorded.keys, recorded.values)
-        layer.keys, layer.values = recorded.keys.index_select(0, rows), recorded.values.index_select(0, rows)
+        layer.keys, layer.values = recorded.keys, recorded.values  # (U, heads, P, d): one per packed sequence
         layer.reading = True
     with autocast():
-        out = model(input_ids=ids[:, :-1], attention_mask=mb["attention_mask"],
-                    position_ids=mb["position_ids"], past_key_values=view, use_cache=False)  # fmt: skip
-    return torch.cat([first, token_logprobs(out.logits, ids[:, 1:])], dim=1)  # (N, C)
+        out = model(input_ids=mb["packed_ids"], attention_mask=_attention_mask(model, mb["packed_allowed"]),
+                    position_ids=mb["packed_positions"], past_key_values=view, use_cache=False)  # fmt: skip
+    packed = token_logprobs(out.logits, mb["packed_targets"])  # (U, T)
+    return torch.cat([first, packed.reshape(-1)[mb["gather"][:, : c - 1]]], dim=1)  # (N, C)
+
+
+def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
+    """The packed layout's (U, 1, T, P+T) mask as the model's attention takes a custom 4-D mask:
+    boolean (True: attend) for sdpa / flex, additive 0 / -inf (float32) for eager."""
+    if model.config._attn_implementation in ("sdpa", "flex_attention"):
+        return allowed[:, None]
+    mask = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+    return mask.masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]
 
 
 def allow_prefix_under_checkpointing(model: torch.nn.Module) -> None:

@@ -160,3 +160,13 @@ def test_rollout_workers_can_be_added_between_steps(base, cluster):
     records = read_metrics(run_dir)
     assert "worker_tokens_per_second/2" not in records[0] and records[1]["worker_tokens_per_second/2"] > 0
     assert ray.get([w.policy_version.remote() for w in cluster.workers]) == [2, 2, 2]
+
+
+def test_a_local_rays_workers_run_at_the_configured_niceness(cluster):
+    # Ray's default of 15 lets any nice-0 process preempt the learner (configs' ray.worker_niceness: 0)
+    import os
+
+    import ray
+
+    assert cluster.config.ray.worker_niceness == 0
+    assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == 0

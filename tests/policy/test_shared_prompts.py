@@ -17,15 +17,21 @@ def test_shared_prefix_layout_by_hand():
     assert mb["prefix_mask"].tolist() == [[1, 1], [0, 1]]
     assert mb["prefix_positions"].tolist() == [[0, 1], [0, 0]]
     assert mb["row_prefix"].tolist() == [0, 1, 0]
-    assert mb["input_ids"].tolist() == [[8, 0, 0], [9, 10, 11], [12, 13, 0]]
+    assert mb["input_ids"].tolist() == [[8], [9], [12]]  # token 0: predicted by the prompt's last position
     assert mb["completion_mask"].tolist() == [[1, 0, 0], [1, 1, 1], [1, 1, 0]]
-    # the completion pass runs tokens 0..C-2 after its prompt: mask over [prompt | completion[:-1]]
-    assert mb["attention_mask"].tolist() == [[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1]]
-    assert mb["position_ids"].tolist() == [[2, 3], [1, 2], [2, 3]]
+    # packed after its prompt, all but the last token of each row: prompt 0 has [12], prompt 1 [9, 10]
+    assert mb["packed_ids"].tolist() == [[12, 0], [9, 10]]
+    assert mb["packed_targets"].tolist() == [[13, 0], [10, 11]]
+    assert mb["packed_positions"].tolist() == [[2, 0], [1, 2]]
+    # keys [prompt | packed]: a row sees its prompt and itself causally; the padding query only itself
+    assert mb["packed_allowed"].int().tolist() == [
+        [[1, 1, 1, 0], [1, 1, 0, 1]],
+        [[0, 1, 1, 0], [0, 1, 1, 1]],
+    ]
+    # row i's token j + 1 in the flattened (U * T) packed outputs
+    assert mb["gather"][1].tolist() == [2, 3] and mb["gather"][2, 0].item() == 0
     assert mb["model_tokens"] == (2 + 1) + (0 + 2 + 1)
-    assert pad_rows([[5, 6], [7], [5, 6]], [[8], [9, 10, 11], [12, 13]], 0, "cpu")["model_tokens"] == (
-        2 + 1
-    ) + (1 + 3) + (2 + 2)
+    assert pad_rows([[5, 6], [7], [5, 6]], [[8], [9, 10, 11], [12, 13]], 0, "cpu")["model_tokens"] == 11
     with pytest.raises(ValueError, match="empty"):
         shared_prefix_rows([[5]], [[]], pad_id=0, device="cpu")
 
