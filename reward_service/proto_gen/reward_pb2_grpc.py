@@ -5,7 +5,7 @@ import warnings
 
 from reward_service.proto_gen import reward_pb2 as erv_dot_reward_dot_v1_dot_reward__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
