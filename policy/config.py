@@ -65,7 +65,8 @@ class LearnerConfig(BaseModel):
         True,
         description="Text policies: run each distinct prompt of a micro-batch once and let its completions "
         "attend to its keys and values (the same logprobs and gradients, far fewer tokens when G rows "
-        "share a prompt); false: every row runs prompt + completion (policy/forward.py).",
+        "share a prompt); false: every row runs prompt + completion (policy/forward.py). ddp only: fsdp and "
+        "multimodal policies use the row layout.",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "fp32",
