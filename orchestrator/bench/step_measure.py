@@ -55,11 +55,16 @@ def matmul_gflops(dtype_name: str, size: int = 2048, threads: int = 2, seconds: 
 PROBE_SIZE, SLOW_FACTOR = 256, 10.0
 
 
+def much_slower(gflops: float, fp32_gflops: float) -> bool:
+    """More than SLOW_FACTOR x below fp32: the rule for both the short bf16 ceiling and skipping a TRL run."""
+    return gflops * SLOW_FACTOR < fp32_gflops
+
+
 def matmul_ceilings(size: int = 2048, threads: int = 2) -> dict:
     fp32 = matmul_gflops("float32", size, threads)
     out = {"fp32_gflops": fp32}
     probe = matmul_gflops("bfloat16", PROBE_SIZE, threads)
-    if probe * SLOW_FACTOR < fp32:
+    if much_slower(probe, fp32):
         out["bf16_gflops"] = probe
         out["bf16_note"] = (
             f"bf16 measured on {PROBE_SIZE}-square matmuls only: {probe:.2f} GFLOP/s, more than "
@@ -74,7 +79,7 @@ def matmul_ceilings(size: int = 2048, threads: int = 2) -> dict:
 def slow_precision_reason(precision: str, ceilings: dict) -> str | None:
     """Why a system is not run in `precision` here (its matmul ceiling > SLOW_FACTOR x below fp32's), or None."""
     gflops, fp32 = ceilings[f"{precision}_gflops"], ceilings["fp32_gflops"]
-    if precision == "fp32" or gflops * SLOW_FACTOR >= fp32:
+    if precision == "fp32" or not much_slower(gflops, fp32):
         return None
     return (
         f"not run: {precision} matmul here reaches {gflops:.2f} GFLOP/s against {fp32:.1f} in fp32 "
