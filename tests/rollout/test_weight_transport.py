@@ -109,10 +109,22 @@ def nudge(tensor: torch.Tensor, seed: int, std: float) -> None:
     tensor.add_(std * torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed)))
 
 
+def pin_head_kernel(worker) -> None:
+    """In vLLM's worker: make the LM head's GEMM use a copy of the head's current weights.
+
+    Where vLLM's CPU GEMM packs weights (oneDNN, fp32 and AVX-512 bf16) it already does; its bf16
+    fallback on AVX2 reads the live parameter, so a plain reload would not leave the head stale there.
+    """
+    head = worker.model_runner.get_model().lm_head
+    frozen = head.weight.detach().clone()
+    head.cpu_linear = lambda x, weight, bias: torch.nn.functional.linear(x, frozen, bias)
+
+
 def test_bf16_limits_pass_a_bf16_sync_and_stop_a_stale_tied_head(tmp_path):
     """A bf16 engine against a bf16-autocast learner: the guard's floor, measured at the first sync,
-    and its bf16 factors pass correct syncs and stop vLLM's plain reload, whose tied head stays stale;
-    the fp32 limits would stop the correct syncs too."""
+    and its bf16 factors pass correct syncs and stop vLLM's plain reload, whose tied head stays stale
+    (the head's kernel pinned to its pre-reload weights on every CPU); the fp32 limits would stop the
+    correct syncs too."""
     from orchestrator.config import SyncGuardConfig
     from orchestrator.weight_sync import bf16_floor, logprob_abs_diff, verdict
     from rollout.engine import VllmEngine
@@ -145,6 +157,7 @@ def test_bf16_limits_pass_a_bf16_sync_and_stop_a_stale_tied_head(tmp_path):
         nudge(emb, seed + 100, std=0.002)
         _, buckets = learner.export_weights()
         weights = [(n, t) for b in buckets for n, t in b]
+        engine.llm.collective_rpc(pin_head_kernel)
         engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})  # the stale path
         gaps["stale"].append(gap(seed))
     print(f"bf16 floor {floor:.2e} (warn {warn:.2e}, stop {stop:.2e}); gaps {gaps}")
