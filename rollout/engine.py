@@ -226,10 +226,20 @@ class WeightSyncExtension:
     ("ParallelLMHead: Failed to load weights") and sampling used a stale output layer.
     """
 
-    def load_policy_weights(self, weights: list[tuple[str, object]]) -> list[str]:
-        """Reload `weights` in place, then re-run post-processing of every layer sharing a parameter."""
+    def load_policy_weights(self, weights: Iterable[tuple[str, object]]) -> list[str]:
+        """Load `weights` in place; returns the modules whose kernels were rebuilt. CPU engines take
+        rollout/inplace_load.py's direct path; others vLLM's reload, then re-run post-processing of
+        every layer sharing a parameter."""
+        from rollout import inplace_load
+
+        model = self.model_runner.get_model()
+        plan = inplace_load.plan_load(model)
+        if plan is not None:
+            first, weights = inplace_load.peek(weights)
+            if first in plan.by_source:  # else names vLLM maps itself (hf_to_vllm_mapper)
+                return inplace_load.load(plan, weights)
         self.reload_weights(weights_iterator=weights)
-        return refresh_tied_layers(self.model_runner.get_model())
+        return refresh_tied_layers(model)
 
     def open_weight_transport(self, **group) -> None:
         """Join the direct transport's group (a new one replaces an older one of a previous run)."""
