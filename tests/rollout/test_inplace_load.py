@@ -61,7 +61,10 @@ def test_a_sync_takes_the_fast_path_and_repacks_every_linear_and_the_head(pair):
     layers = learner.policy.config.num_hidden_layers
     assert "lm_head" in repacked  # tied: repacked although no tensor carries its name
     assert "model.embed_tokens" not in repacked  # the lookup reads the weight; its packed copy is unused
-    assert sum(name.endswith(("qkv_proj", "o_proj", "gate_up_proj", "down_proj")) for name in repacked) == 4 * layers
+    assert (
+        sum(name.endswith(("qkv_proj", "o_proj", "gate_up_proj", "down_proj")) for name in repacked)
+        == 4 * layers
+    )
 
 
 def test_a_stream_is_loaded_as_it_arrives(pair):
@@ -77,7 +80,10 @@ def test_a_stream_is_loaded_as_it_arrives(pair):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda w: w + [("model.layers.0.mlp.extra.weight", torch.zeros(2, 2))], "is not a tensor of the engine"),
+        (
+            lambda w: w + [("model.layers.0.mlp.extra.weight", torch.zeros(2, 2))],
+            "is not a tensor of the engine",
+        ),
         (lambda w: w[:-1], "never came"),
         (lambda w: w + w[:1], "was sent twice"),
         (lambda w: [(n, t[:-1] if n.endswith("k_proj.weight") else t) for n, t in w], "has shape"),
