@@ -19,6 +19,8 @@ whole: a list is checked before anything is copied, a stream as it arrives.
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,6 +29,7 @@ import torch
 from rollout.errors import RolloutError
 
 UNQUANTIZED = {"UnquantizedLinearMethod", "UnquantizedEmbeddingMethod"}
+log = logging.getLogger(__name__)
 
 
 class WeightLoadError(RolloutError, ValueError):
@@ -134,6 +137,7 @@ def load(plan: LoadPlan, weights: Iterable[tuple[str, torch.Tensor]]) -> list[st
         for name, tensor in weights:
             _check(plan, name, tensor, seen)
         _check_complete(plan, seen)
+    start = time.perf_counter()
     modules = dict(plan.model.named_modules())
     waiting = {name: set(ids) for name, ids in plan.waits.items()}
     seen, repacked = set(), []
@@ -152,6 +156,8 @@ def load(plan: LoadPlan, weights: Iterable[tuple[str, torch.Tensor]]) -> list[st
     for target in plan.targets:
         target.got.clear()
     _check_complete(plan, seen)
+    log.info("weight sync: %d tensors loaded in place, %d layers repacked in %.3f s",
+             len(seen), len(repacked), time.perf_counter() - start)  # fmt: skip
     return repacked
 
 

@@ -113,8 +113,8 @@ def test_resume_gives_the_step_an_uninterrupted_run_would(base, cluster, uninter
 
 
 def test_library_logs_go_to_the_log_folder_not_the_terminal(base, cluster, capfd):
-    # Every weight sync makes vLLM log INFO lines inside the rollout workers (Ray echoes a worker's
-    # output to the driver): by default they land in the cluster's logs/, not on the terminal.
+    # vLLM's start-up and every weight sync log INFO lines inside the rollout workers (Ray echoes a
+    # worker's output to the driver): by default they land in the cluster's logs/, not on the terminal.
     capfd.readouterr()
     train(base("run.name=quiet", "run.steps=1"), cluster=cluster)
     time.sleep(2)  # Ray forwards worker output to the driver asynchronously
@@ -122,7 +122,7 @@ def test_library_logs_go_to_the_log_folder_not_the_terminal(base, cluster, capfd
     assert not [line for line in (out + err).splitlines() if " INFO " in line or "vllm" in line.lower()]
     workers = "".join(p.read_text(errors="replace") for p in cluster.log_dir.glob("worker-*.log"))
     assert "INFO vllm.v1.engine.core: Initializing a V1 LLM engine" in workers  # engine start-up
-    assert "Reloading weights inplace" in workers  # this run's weight syncs
+    assert "INFO rollout.inplace_load: weight sync: " in workers  # this run's weight syncs
     assert "Started a local Ray instance" in (cluster.log_dir / "driver.log").read_text()
     assert "reward service ready" in (cluster.log_dir / "reward_service.log").read_text()
 
