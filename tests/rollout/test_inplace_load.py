@@ -9,25 +9,9 @@ test_weight_sync.py and test_weight_transport.py.
 import pytest
 import torch
 
-from policy.config import LearnerConfig
-from policy.learner import Learner
-from rollout.config import CPU_VLLM_ENV
 from tests.rollout.test_weight_sync import mean_abs_diff, perturb
-from tests.support.tiny_models import build_tiny_qwen2
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", params=["tied", "untied"])
-def pair(request, tmp_path_factory):
-    from rollout.engine import VllmEngine
-
-    path = build_tiny_qwen2(tmp_path_factory.mktemp(f"qwen2-{request.param}"), tied=request.param == "tied")
-    torch.set_num_threads(1)
-    learner = Learner(LearnerConfig(model=str(path), device="cpu"))
-    engine = VllmEngine(path, max_model_len=256, seed=0, env=CPU_VLLM_ENV)
-    yield request.param, learner, engine
-    del engine
 
 
 def planned_sources(worker) -> list[str] | None:

@@ -19,19 +19,6 @@ pytestmark = pytest.mark.slow
 PROMPTS = ["The man smiles and laughs loudly.", "She cries and looks down.", "He frowns.", "Wide eyes."]
 
 
-@pytest.fixture(scope="module", params=["tied", "untied"])
-def pair(request, tmp_path_factory):
-    """A learner and a vLLM engine over the same tiny model folder."""
-    from rollout.engine import VllmEngine
-
-    path = build_tiny_qwen2(tmp_path_factory.mktemp(f"qwen2-{request.param}"), tied=request.param == "tied")
-    torch.set_num_threads(1)
-    learner = Learner(LearnerConfig(model=str(path), device="cpu"))
-    engine = VllmEngine(path, max_model_len=256, seed=0, env=CPU_VLLM_ENV)
-    yield request.param, learner, engine
-    del engine
-
-
 def mean_abs_diff(learner: Learner, engine, seed: int) -> float:
     """Sample 4 prompts x 40 tokens with the engine; mean |engine - learner| logprob of the sampled tokens."""
     groups = engine.generate(PROMPTS, n=1, temperature=1.0, max_tokens=40, seeds=[seed + i for i in range(4)])
