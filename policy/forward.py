@@ -18,6 +18,8 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from policy import multimodal
 from policy.grpo import token_logprobs
+from policy.packed_attention import NAME as PACKED_SDPA
+from policy.packed_attention import PackedSpans, uses_packed_attention
 
 
 def pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device) -> dict:
@@ -60,7 +62,8 @@ def shared_prefix_rows(prompts: list[list[int]], completions: list[list[int]], p
     prefix_positions (U, P) of the U distinct prompts; row_prefix (N,); packed_ids, packed_targets,
     packed_positions (U, T) and packed_allowed (U, P+T, bool: query t may see key s, as (U, T, P+T));
     gather (N, C-1): where row i's token j + 1 is predicted in the flattened (U*T) packed outputs;
-    completion_mask (N, C); model_tokens: the real tokens the two passes run.
+    packed_spans: each packed sequence's completion lengths (policy.packed_attention); completion_mask (N, C);
+    model_tokens: the real tokens the two passes run.
     """
     index: dict[tuple[int, ...], int] = {}
     row_prefix = [index.setdefault(tuple(p), len(index)) for p in prompts]
@@ -87,11 +90,13 @@ def shared_prefix_rows(prompts: list[list[int]], completions: list[list[int]], p
     offset = torch.zeros((u, t_max), dtype=torch.long)  # its offset within the row
     gather = torch.zeros((n, max(c_max - 1, 1)), dtype=torch.long)
     completion_mask = torch.zeros((n, c_max), dtype=torch.long)
+    lengths: list[list[int]] = [[] for _ in range(u)]
     for i, c in enumerate(completions):
         k, s, m = row_prefix[i], start[i], max(len(c) - 1, 0)
         completion_mask[i, : len(c)] = 1
         if m == 0:
             continue
+        lengths[k].append(m)
         packed_ids[k, s : s + m] = torch.tensor(c[:-1], dtype=torch.long)
         packed_targets[k, s : s + m] = torch.tensor(c[1:], dtype=torch.long)
         packed_positions[k, s : s + m] = len(distinct[k]) + torch.arange(m)
@@ -111,6 +116,7 @@ def shared_prefix_rows(prompts: list[list[int]], completions: list[list[int]], p
         "packed_targets": packed_targets.to(device),
         "packed_positions": packed_positions.to(device),
         "packed_allowed": allowed.to(device),  # (U, T, P+T)
+        "packed_spans": PackedSpans(lengths, prefix_mask.to(device)),
         "gather": gather.to(device),
         "input_ids": torch.tensor([c[:1] or [pad_id] for c in completions]).to(device),  # (N, 1): token 0
         "completion_mask": completion_mask.to(device),
@@ -154,9 +160,12 @@ def _shared_prefix_logprobs(model, mb: dict, autocast) -> torch.Tensor:
         layer.lazy_initialization(recorded.keys, recorded.values)
         layer.keys, layer.values = recorded.keys, recorded.values  # (U, heads, P, d): one per packed sequence
         layer.reading = True
+    # the per-completion attention where the model has it (policy.packed_attention), else the dense mask
+    spans = {"packed_spans": mb["packed_spans"]} if uses_packed_attention(model) else {}
     with autocast():
         out = model(input_ids=mb["packed_ids"], attention_mask=_attention_mask(model, mb["packed_allowed"]),
-                    position_ids=mb["packed_positions"], past_key_values=view, use_cache=False)  # fmt: skip
+                    position_ids=mb["packed_positions"], past_key_values=view, use_cache=False,
+                    **spans)  # fmt: skip
     packed = token_logprobs(out.logits, mb["packed_targets"])  # (U, T)
     return torch.cat([first, packed.reshape(-1)[mb["gather"][:, : c - 1]]], dim=1)  # (N, C)
 
@@ -164,7 +173,7 @@ def _shared_prefix_logprobs(model, mb: dict, autocast) -> torch.Tensor:
 def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
     """The packed layout's (U, 1, T, P+T) mask as the model's attention takes a custom 4-D mask:
     boolean (True: attend) for sdpa / flex, additive 0 / -inf (float32) for eager."""
-    if model.config._attn_implementation in ("sdpa", "flex_attention"):
+    if model.config._attn_implementation in ("sdpa", "flex_attention", PACKED_SDPA):
         return allowed[:, None]
     mask = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
     return mask.masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]

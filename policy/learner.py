@@ -42,6 +42,7 @@ from policy.forward import (
 from policy.grad_buffers import GradBuffers
 from policy.grpo import grpo_loss
 from policy.model_loading import load_causal_lm, load_tokenizer, resolve_device
+from policy.packed_attention import use_packed_attention
 
 STATE_FILE = "learner_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -83,6 +84,8 @@ class Learner:
         if config.gradient_checkpointing:  # non-reentrant: a shared prompt's keys reach its replay's graph
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             allow_prefix_under_checkpointing(self.policy)
+        if mm is None and config.share_prompts and not self.sharded:  # the packed pass, per completion
+            use_packed_attention(self.policy)
         # Frozen copy of the initial weights: the KL anchor, never updated or saved.
         self.reference = copy.deepcopy(self.policy).eval()
         self.reference.requires_grad_(False)

@@ -1,6 +1,8 @@
 """Shared prompts (policy/forward.py): each distinct prompt runs once per micro-batch, its completions
 attend to its keys and values; the logprobs and the update equal the row layout's."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from policy.config import LearnerConfig
 from policy.forward import completion_logprobs, pad_rows, shared_prefix_rows
 from policy.learner import Learner
 from policy.model_loading import load_causal_lm
+from policy.packed_attention import use_packed_attention, uses_packed_attention
 from tests.policy.conftest import make_batch
 
 
@@ -31,6 +34,9 @@ def test_shared_prefix_layout_by_hand():
     # row i's token j + 1 in the flattened (U * T) packed outputs
     assert mb["gather"][1].tolist() == [2, 3] and mb["gather"][2, 0].item() == 0
     assert mb["model_tokens"] == (2 + 1) + (0 + 2 + 1)
+    # for the per-completion attention: the completions' packed lengths per prompt (row 0 has none)
+    assert mb["packed_spans"].lengths == [[1], [2]]
+    assert mb["packed_spans"].prefix_mask.tolist() == [[True, True], [False, True]]
     assert pad_rows([[5, 6], [7], [5, 6]], [[8], [9, 10, 11], [12, 13]], 0, "cpu")["model_tokens"] == 11
     with pytest.raises(ValueError, match="empty"):
         shared_prefix_rows([[5]], [[]], pad_id=0, device="cpu")
@@ -46,6 +52,38 @@ def test_shared_prompt_logprobs_equal_the_row_layout(tiny_qwen2_dir):
     assert shared.shape == rows.shape == (5, 5)
     mask = pad_rows(prompts, completions, 0, "cpu")["completion_mask"].bool()
     torch.testing.assert_close(shared[mask], rows[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_per_completion_attention_equals_the_dense_mask_values_and_gradients(tiny_qwen2_dir):
+    # Two prompts of different lengths (one left-padded), completions of 1..6 tokens: the per-completion
+    # attention must see exactly what the dense (U, T, P+T) mask allows, forward and backward.
+    prompts = [[5, 6, 7, 8], [9, 3], [5, 6, 7, 8], [9, 3], [5, 6, 7, 8], [9, 3]]
+    completions = [[10, 11, 12], [12], [16, 17, 18, 19, 20, 21], [17, 18], [19, 20], [22, 23, 24, 25]]
+    mb = shared_prefix_rows(prompts, completions, 0, "cpu")
+    mask = mb["completion_mask"].bool()
+    results = []
+    for packed in (False, True):
+        model = load_causal_lm(str(tiny_qwen2_dir))
+        assert model.config._attn_implementation == "sdpa"
+        if packed:
+            assert use_packed_attention(model) and uses_packed_attention(model)
+        logprobs = completion_logprobs(model, mb, contextlib.nullcontext)
+        logprobs[mask].sum().backward()
+        results.append((logprobs.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (dense, dense_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(packed[mask], dense[mask], atol=1e-5, rtol=1e-5)
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_learner_packs_attention_per_completion_only_with_shared_prompts(tiny_qwen2_dir):
+    shared = Learner(LearnerConfig(model=str(tiny_qwen2_dir), share_prompts=True))
+    rows = Learner(LearnerConfig(model=str(tiny_qwen2_dir), share_prompts=False))
+    assert uses_packed_attention(shared.policy) and uses_packed_attention(shared.reference)
+    assert not uses_packed_attention(rows.policy) and rows.policy.config._attn_implementation == "sdpa"
+    eager = load_causal_lm(str(tiny_qwen2_dir))
+    eager.set_attn_implementation("eager")
+    assert not use_packed_attention(eager)  # another implementation keeps the dense mask
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
