@@ -39,11 +39,13 @@ class RunConfig(_Strict):
     weight_bucket_mb: int = Field(
         256, ge=1, description="size of one weight bucket sent learner -> rollout workers"
     )
-    weight_transport: Literal["object_store", "collective"] = Field(
+    weight_transport: Literal["object_store", "collective", "shared_memory"] = Field(
         "object_store",
         description="how weights travel learner -> rollout engines: object_store = buckets through Ray's "
         "object store; collective = broadcast from learner rank 0 over a process group of it and every "
-        "engine (gloo on CPU, vLLM's NCCL communicator on GPU); workers added later get the object store",
+        "engine (gloo on CPU, vLLM's NCCL communicator on GPU); shared_memory = the CPU learner's "
+        "parameters live in a /dev/shm file that the engines on its node map and load from (unsharded "
+        "learner, engines in its precision); workers added later or elsewhere get the object store",
     )
     weight_transport_timeout_s: float = Field(
         120.0, gt=0, description="collective transport: the longest any one of its collectives may wait"

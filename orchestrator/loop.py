@@ -112,7 +112,7 @@ class TrainingRun:
         self.step, self._restarts_logged, self._resume_dropped = 0, 0, 0
         if resume:
             self._restore()
-        self.transport = open_transport(config.run, self.learner, self.cluster.workers)  # None: object store
+        self.transport = None  # the object store until open_transport below
         # fp32 | bf16 of the learner and every engine: bf16 anywhere widens the parity guard's limits
         self.bf16_floor = None  # bf16: the probe gap of identical weights, measured at the first sync
         # Through the pool: a worker that died since the last run (a shared cluster) is replaced here.
@@ -121,6 +121,8 @@ class TrainingRun:
         self.precisions = {self.learner.precision}
         self.engine_precisions = set(self.pool.call_each("precision"))
         self.precisions = {self.learner.precision} | self.engine_precisions
+        self.transport = open_transport(config.run, self.learner, self.cluster.workers,
+                                        export_dtype(self.engine_precisions), self.dir.name)  # fmt: skip
         self.sync_weights()  # engines hold exactly the learner's weights before the first rollout
         self.sink = MetricsSink(
             self.dir,
@@ -189,7 +191,7 @@ class TrainingRun:
         rest = workers
         if self.transport is not None and self.transport.covers(workers):
             self.version = self.transport.sync(
-                self.learner, bucket_bytes, export_dtype(self.engine_precisions)
+                self.learner, bucket_bytes, export_dtype(self.engine_precisions), workers
             )
             rest = self.transport.others(workers)  # joined after the group formed
         if rest:  # one copy in the object store, put by the learner, read by every worker

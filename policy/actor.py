@@ -12,6 +12,7 @@ run in the actor's process: the driver imports this module for LearnerGroup and 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,9 +71,52 @@ class LearnerActor:
         return self.learner.version
 
     def update(self, shard: RolloutBatch) -> dict[str, float]:
-        metrics = self.learner.update(shard)
+        with self._writing():
+            metrics = self.learner.update(shard)
         release_free_memory()  # the activations: freed, handed back while the engines generate
         return metrics
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Mark the shared weights file (if any) as being written: an engine loading meanwhile fails, not tears."""
+        shared = getattr(self, "shared", None)
+        if shared is not None:
+            shared.begin_write()
+        try:
+            yield
+        finally:
+            if shared is not None:
+                shared.end_write(self.learner.version)
+
+    def share_weights(self, path: str) -> bytes:
+        """Move the policy's parameters into a new shared file at `path` (run.weight_transport: shared_memory);
+        returns its plan for the engines (common/shared_weights.py)."""
+        from common.shared_weights import SharedWeightsError, share_parameters
+
+        learner = self.learner
+        if learner.sharded or learner.device != "cpu":
+            raise PolicyError("run.weight_transport: shared_memory needs an unsharded CPU learner "
+                              f"(learner.device {learner.device!r}, strategy {self.config.strategy!r})")  # fmt: skip
+        _, buckets = learner.export_weights(1 << 62, copy=False)  # views of the live parameters
+        try:
+            self.shared = share_parameters([t for b in buckets for t in b], list(learner.policy.parameters()),
+                                           path, learner.version)  # fmt: skip
+        except SharedWeightsError as err:
+            raise PolicyError(f"run.weight_transport: shared_memory: {err}") from None
+        del buckets
+        release_free_memory()  # the parameters' old memory
+        return self.shared.plan.to_bytes()
+
+    def shared_weights_version(self) -> int:
+        """The version in the shared file, after checking that every parameter still lives there."""
+        if not self.shared.holds([p for p in self.learner.policy.parameters()]):
+            raise PolicyError("shared weights: a parameter moved out of the shared file; the engines would read "
+                              "stale weights")  # fmt: skip
+        return self.learner.version
+
+    def unlink_shared_weights(self) -> None:
+        """Remove the file's name once every engine has mapped it (the memory stays while mapped)."""
+        self.shared.unlink()
 
     def export_weights(self, bucket_bytes: int = 256 << 20, dtype: torch.dtype | None = None):
         return self.learner.export_weights(bucket_bytes, dtype=dtype)
@@ -124,7 +168,8 @@ class LearnerActor:
         return None
 
     def load(self, directory: str) -> int:
-        self.learner.load(directory)
+        with self._writing():
+            self.learner.load(directory)
         return self.learner.version
 
     def version(self) -> int:
@@ -192,6 +237,16 @@ class LearnerGroup:
         """Start one direct sync (every rank under fsdp: its gathers); ObjectRefs of the versions."""
         actors = self.actors if self.sharded else self.actors[:1]
         return [a.send_weights.remote(bucket_bytes, dtype) for a in actors]
+
+    def share_weights(self, path: str) -> bytes:
+        """Rank 0's parameters into a shared file (run.weight_transport: shared_memory); the plan."""
+        return ray.get(self.actors[0].share_weights.remote(path))
+
+    def shared_weights_version(self) -> int:
+        return ray.get(self.actors[0].shared_weights_version.remote())
+
+    def unlink_shared_weights(self) -> None:
+        ray.get(self.actors[0].unlink_shared_weights.remote())
 
     def transport_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port there: where the transport group's store listens."""

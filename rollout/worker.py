@@ -187,6 +187,28 @@ class RolloutWorker:
         release_free_memory()  # vLLM's load temporaries (the arrays themselves are shared memory)
         return self.engine.version
 
+    def map_shared_weights(self, path: str, plan: bytes) -> bool:
+        """Map the learner's shared weights file (run.weight_transport: shared_memory) for every later load;
+        False where this process cannot see it (another node or /dev/shm): this worker keeps the object store."""
+        from common.shared_weights import SharedWeightsReader
+
+        if not Path(path).exists():
+            return False
+        self.shared = SharedWeightsReader(path, plan)
+        return True
+
+    def load_shared_weights(self, version: int) -> int:
+        """Load `version` straight from the mapped file; fails (engine marked as holding no version) when the
+        file holds another version or the learner wrote it during the load."""
+        seq = self.shared.begin(version)
+        try:
+            self.engine.load_weights(version, [self.shared.tensors])
+            self.shared.end(seq)
+        except BaseException:
+            self.engine.version = -1  # unknown weights: the parity guard and the driver's check see it
+            raise
+        return self.engine.version
+
     def open_weight_transport(
         self, address: str, port: int, rank: int, world_size: int, timeout_s: float
     ) -> int:
