@@ -101,7 +101,7 @@ class LearnerActor:
         try:
             self.shared = share_parameters([t for b in buckets for t in b], list(learner.policy.parameters()),
                                            path, learner.version)  # fmt: skip
-        except SharedWeightsError as err:
+        except (SharedWeightsError, OSError) as err:  # OSError: no /dev/shm here, or it is full
             raise PolicyError(f"run.weight_transport: shared_memory: {err}") from None
         del buckets
         release_free_memory()  # the parameters' old memory
