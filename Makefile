@@ -53,11 +53,11 @@ proto: venv
 	$(VENV)/bin/erv-grpo proto generate
 
 test: lint sysdeps
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -X faulthandler -m pytest -q tests
 
 # The tests not marked slow (no vLLM engine, Ray cluster or model training): a quick check while working.
 test-fast: lint sysdeps
-	$(VENV)/bin/python -m pytest -q -m "not slow" tests
+	$(VENV)/bin/python -X faulthandler -m pytest -q -m "not slow" tests
 
 # The GPU check (README, "The GPU check"): --prepare here, then the script on the H200 machine.
 device-check-prepare: venv

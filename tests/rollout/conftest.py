@@ -34,3 +34,14 @@ def pair(request, tmp_path_factory):
     engine = VllmEngine(path, max_model_len=256, seed=0, env=CPU_VLLM_ENV)
     yield request.param, learner, engine
     del engine
+
+
+@pytest.fixture
+def worker(pair):
+    """An in-process RolloutWorker over the pair's engine (no reward service); closed after the test, so its
+    reward-client thread does not outlive it (tests/conftest.py checks that)."""
+    from rollout.worker import RolloutWorker
+
+    worker = RolloutWorker(0, "", None, engine=pair[2], score_fn=lambda *a: None)
+    yield worker
+    worker.close()

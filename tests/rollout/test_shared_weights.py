@@ -10,11 +10,8 @@ from tests.rollout.test_weight_sync import mean_abs_diff, perturb
 pytestmark = pytest.mark.slow
 
 
-def test_an_engine_loads_each_version_from_the_learners_shared_parameters(pair, tmp_path):
-    from rollout.worker import RolloutWorker
-
+def test_an_engine_loads_each_version_from_the_learners_shared_parameters(pair, worker, tmp_path):
     kind, learner, engine = pair
-    worker = RolloutWorker(0, "", None, engine=engine, score_fn=lambda *a: None)
     _, buckets = learner.export_weights(1 << 62, copy=False)
     path = tmp_path / "weights"
     shared = share_parameters([t for b in buckets for t in b], list(learner.policy.parameters()), path,

@@ -57,15 +57,13 @@ def test_parity_after_perturbing_the_output_layer_and_an_mlp(pair):
     assert mean_abs_diff(learner, engine, seed=3) <= 1e-4
 
 
-def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair):
+def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair, worker):
     """vLLM's plain in-place reload (what load_weights did before) leaves a tied head stale; the parity
     guard's default thresholds must stop such a run, and pass the fixed path."""
     from orchestrator.config import SyncGuardConfig
-    from rollout.worker import RolloutWorker
 
     kind, learner, engine = pair
     guard = SyncGuardConfig()
-    worker = RolloutWorker(0, "", None, engine=engine, score_fn=lambda *a: None)
 
     def check() -> str:
         probe = worker.probe(PROMPTS[: guard.probe_prompts], max_tokens=guard.probe_tokens, seeds=[4, 5])
@@ -81,7 +79,6 @@ def test_the_guard_defaults_stop_a_run_on_the_old_reload_path(pair):
     assert check() == ("stop" if kind == "tied" else "ok")
     sync(learner, engine)
     assert check() == "ok"
-    worker.close()
 
 
 def test_a_bf16_engine_samples_the_same_from_a_bf16_export_as_from_fp32(tmp_path):
