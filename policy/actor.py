@@ -36,6 +36,7 @@ class LearnerActor:
         self.config = LearnerConfig.model_validate(config)
         self.rank, self.world_size = rank, world_size
         self.learner = None
+        self.shared = None  # share_weights' file (run.weight_transport: shared_memory)
         if self.config.cpu_bind is not None:  # the whole process, before torch starts its thread pools
             try:
                 cores = pin_process(parse_cores(self.config.cpu_bind))
@@ -79,7 +80,7 @@ class LearnerActor:
     @contextlib.contextmanager
     def _writing(self):
         """Mark the shared weights file (if any) as being written: an engine loading meanwhile fails, not tears."""
-        shared = getattr(self, "shared", None)
+        shared = self.shared
         if shared is not None:
             shared.begin_write()
         try:
@@ -92,18 +93,18 @@ class LearnerActor:
         """Move the policy's parameters into a new shared file at `path` (run.weight_transport: shared_memory);
         returns its plan for the engines (common/shared_weights.py)."""
         from common.shared_weights import SharedWeightsError, share_parameters
+        from policy.export import export_tensors
 
         learner = self.learner
         if learner.sharded or learner.device != "cpu":
             raise PolicyError("run.weight_transport: shared_memory needs an unsharded CPU learner "
                               f"(learner.device {learner.device!r}, strategy {self.config.strategy!r})")  # fmt: skip
-        _, buckets = learner.export_weights(1 << 62, copy=False)  # views of the live parameters
+        named = export_tensors(learner.policy, learner.export_prefix)  # the live parameters, engine names
         try:
-            self.shared = share_parameters([t for b in buckets for t in b], list(learner.policy.parameters()),
-                                           path, learner.version)  # fmt: skip
+            self.shared = share_parameters(named, list(learner.policy.parameters()), path, learner.version)
         except (SharedWeightsError, OSError) as err:  # OSError: no /dev/shm here, or it is full
             raise PolicyError(f"run.weight_transport: shared_memory: {err}") from None
-        del buckets
+        del named
         release_free_memory()  # the parameters' old memory
         return self.shared.plan.to_bytes()
 
