@@ -131,6 +131,7 @@ class RolloutWorker:
             )
             release_free_memory()  # the start-up's buffers (checkpoint read, warm-up): ~0.1 GiB
         self.engine = engine
+        self.shared = None  # the learner's shared weights file, once mapped (map_shared_weights)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="reward-client", daemon=True)
         self._thread.start()

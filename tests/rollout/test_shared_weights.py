@@ -5,6 +5,7 @@ a load during a write fails and leaves the engine marked as holding no version."
 import pytest
 
 from common.shared_weights import SharedWeightsError, share_parameters
+from policy.export import export_tensors
 from tests.rollout.test_weight_sync import mean_abs_diff, perturb
 
 pytestmark = pytest.mark.slow
@@ -12,10 +13,9 @@ pytestmark = pytest.mark.slow
 
 def test_an_engine_loads_each_version_from_the_learners_shared_parameters(pair, worker, tmp_path):
     kind, learner, engine = pair
-    _, buckets = learner.export_weights(1 << 62, copy=False)
     path = tmp_path / "weights"
-    shared = share_parameters([t for b in buckets for t in b], list(learner.policy.parameters()), path,
-                              learner.version)  # fmt: skip
+    named = export_tensors(learner.policy, learner.export_prefix)
+    shared = share_parameters(named, list(learner.policy.parameters()), path, learner.version)
     plan = shared.plan.to_bytes()
     assert worker.map_shared_weights(str(path), plan)
     assert not worker.map_shared_weights(str(tmp_path / "elsewhere"), plan)  # another node: object store
